@@ -1,0 +1,3 @@
+from stemcodec.cli import main
+
+raise SystemExit(main())

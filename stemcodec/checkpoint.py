@@ -1,0 +1,96 @@
+"""Checkpoints as a folder: `model.safetensors` + `config.json`, written atomically.
+
+`save_pretrained(dir, state_dict, config)` / `load_pretrained(dir)`; bundled defaults live
+in `stemcodec/assets/<name>/` and are found with `bundled(name)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import UserError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+ASSETS = Path(__file__).parent / "assets"
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def save_pretrained(directory: str | os.PathLike, state_dict: dict[str, torch.Tensor],
+                    config: dict[str, Any]) -> Path:
+    """Write weights and config into `directory`, replacing it whole only once both are on disk."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        save_file(tensors, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_pretrained(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read `(state_dict, config)` from a checkpoint folder; one-line error when it is not one."""
+    directory = Path(directory)
+    weights, config = directory / WEIGHTS, directory / CONFIG
+    if not weights.is_file() or not config.is_file():
+        raise CheckpointError(
+            f"{directory} is not a stemcodec checkpoint (needs {WEIGHTS} and {CONFIG})"
+        )
+    try:
+        cfg = json.loads(config.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config} is not valid JSON ({exc.msg})") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
+    return state, cfg
+
+
+def state_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, shapes, dtypes and bytes of a state dict: a stable weights id."""
+    sha = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        sha.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        sha.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return sha.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def bundled(name: str) -> Path | None:
+    """Path of a bundled default model folder in `stemcodec/assets/`, or None if not shipped."""
+    path = ASSETS / name
+    return path if (path / WEIGHTS).is_file() and (path / CONFIG).is_file() else None

@@ -1,0 +1,424 @@
+"""`python -m stemcodec.prepare SONGS_DIR --out CACHE_DIR`: songs -> per-slot token cache.
+
+Three kinds of input, found by walking SONGS_DIR:
+  * a stem folder (`SONG/<instrument>.wav` ..., optional `SONG/mix.wav`, what `render` writes):
+    encoded as it is, no separation;
+  * with `--instrument NAME`: every audio file is one stem of that instrument (solo mode);
+  * any other audio file: a mix, separated into stems with Demucs first.
+
+Resumable: a song whose entry exists for the same files and codec is skipped; anything
+interrupted is redone. Bad files get one line `skipped <path>: <reason>` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, to_channels
+from ..errors import AudioError, UserError, cli
+from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
+from .cache import FORMAT_VERSION, CacheError, write_codes, write_json
+
+logger = logging.getLogger(__name__)
+
+SIDECARS = {".json", ".txt", ".md", ".yaml", ".yml", ".mid", ".midi", ".png", ".jpg"}
+
+
+@dataclass
+class Song:
+    """One unit of work: a song id, how to read it, and the files it depends on."""
+
+    id: str
+    kind: str  # "stems" | "mix" | "single"
+    source: Path
+    files: dict[str, Path] = field(default_factory=dict)  # role (slot name or "mix") -> path
+
+
+@dataclass
+class Stats:
+    done: int = 0
+    cached: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    separate_time: float = 0.0
+    separate_seconds: float = 0.0
+    encode_time: float = 0.0
+    encode_seconds: float = 0.0
+
+
+def song_id(rel: Path) -> str:
+    """A readable, collision-free file name for a song: sanitised path + short hash."""
+    text = rel.as_posix()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "--"))[-80:].lstrip(".")
+    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def discover(root: Path, slots: SlotSpec, instrument: str | None,
+             report) -> list[Song]:
+    """Walk `root` and return the songs in a stable order; report unusable files."""
+    if root.is_file():
+        return [_file_song(root, root.parent, slots, instrument)]
+    songs: list[Song] = []
+    known = set(DEFAULT_VOCABULARY) | set(slots) | {"mix"}
+    for folder in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
+        if any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        stems = {p.stem: p for p in entries if is_audio_path(p) and p.stem in known}
+        is_stem_folder = instrument is None and any(name != "mix" for name in stems)
+        if is_stem_folder:
+            rel = folder.relative_to(root)
+            songs.append(Song(song_id(rel if rel.parts else Path(folder.name)), "stems", folder,
+                              {name: p for name, p in stems.items()
+                               if name in slots or name == "mix"}))
+            continue
+        for path in entries:
+            if is_audio_path(path):
+                songs.append(_file_song(path, root, slots, instrument))
+            elif path.suffix.lower() not in SIDECARS:
+                report(path, f"unsupported extension '{path.suffix or '(none)'}' "
+                             f"(audio: {', '.join(AUDIO_EXTENSIONS)})")
+    return songs
+
+
+def _file_song(path: Path, root: Path, slots: SlotSpec, instrument: str | None) -> Song:
+    rel = path.relative_to(root)
+    if instrument is not None:
+        return Song(song_id(rel), "single", path, {instrument: path})
+    return Song(song_id(rel), "mix", path, {"mix": path})
+
+
+def fingerprint(path: Path, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """size, mtime and content hash; the hash is reused when size and mtime are unchanged."""
+    stat = path.stat()
+    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if previous and all(previous.get(k) == v for k, v in entry.items()):
+        entry["sha256"] = previous["sha256"]
+        return entry
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            sha.update(block)
+    entry["sha256"] = sha.hexdigest()
+    return entry
+
+
+class Preparer:
+    """Turns songs into cache entries; holds the codec and (lazily) the separator."""
+
+    def __init__(self, out: Path, codec, slots: SlotSpec, separator_name: str,
+                 demucs_repo: Path | None, device: str, with_mix: bool = True):
+        self.out = out
+        self.codec = codec
+        self.slots = slots
+        self.separator_name = separator_name
+        self.demucs_repo = demucs_repo
+        self.device = device
+        self.with_mix = with_mix
+        self._separator = None
+        self.stats = Stats()
+
+    # -- cache identity -------------------------------------------------------------------
+    def open_cache(self, overwrite: bool) -> None:
+        """Create cache.json, or check that an existing cache was made the same way."""
+        info = {"version": FORMAT_VERSION, "codec": self.codec.info(), "slots": list(self.slots)}
+        path = self.out / "cache.json"
+        if path.is_file() and not overwrite:
+            import json
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = None
+            if not old or old.get("codec", {}).get("id") != info["codec"]["id"]:
+                other = (old or {}).get("codec", {}).get("id", "an unknown codec")
+                raise CacheError(
+                    f"{self.out} holds tokens of codec {other}, not {info['codec']['id']}; "
+                    "use another --out folder (or --overwrite to start it again)"
+                )
+            if old.get("slots") != info["slots"]:
+                raise CacheError(
+                    f"{self.out} was made with slots {','.join(old.get('slots', []))}, "
+                    f"not {self.slots}; use another --out folder or the same --slots"
+                )
+        elif overwrite and (self.out / "songs").is_dir():
+            for stale in (self.out / "songs").glob("*.json"):
+                stale.unlink()
+        write_json(path, info)
+
+    def entry_path(self, song: Song) -> Path:
+        return self.out / "songs" / f"{song.id}.json"
+
+    def existing_entry(self, song: Song) -> dict[str, Any] | None:
+        import json
+        path = self.entry_path(song)
+        if not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text())
+        except (ValueError, OSError):
+            return None
+        return entry if entry.get("codec_id") == self.codec.codec_id else None
+
+    # -- one song ---------------------------------------------------------------------------
+    def process(self, song: Song, root: Path) -> dict[str, Any] | None:
+        """Encode one song (or find it already done). Returns its entry."""
+        previous = self.existing_entry(song)
+        old_files = (previous or {}).get("files", {})
+        files = {}
+        for role, path in song.files.items():
+            rel = _rel(path, root)
+            files[rel] = {"role": role, **fingerprint(path, old_files.get(rel))}
+        if previous is not None and _same_content(previous.get("files", {}), files) \
+                and (self.out / previous["shard"]).is_file() \
+                and previous.get("separator") == self._separator_id(song):
+            if previous["files"] != files:  # touched but unchanged: refresh size/mtime
+                previous["files"] = files
+                write_json(self.entry_path(song), previous)
+            self.stats.cached += 1
+            return previous
+
+        stems, mix = self._load(song)
+        lengths = [w.shape[-1] for w in stems.values()] + ([mix.shape[-1]] if mix is not None else [])
+        length = max(lengths)
+        if length < self.codec.hop_length:
+            raise AudioError(f"too short: shorter than one codec frame "
+                             f"({self.codec.hop_length / self.codec.sample_rate * 1000:.1f} ms)")
+        names = [n for n in self.slots if n in stems]
+        batch = torch.stack([_fit(stems[n], length) for n in names])  # [K', C, S]
+        t0 = time.perf_counter()
+        codes = self.codec.encode(batch.to(self.device)).cpu()  # [K', Q, T]
+        mix_codes = None
+        if mix is not None:
+            mix_codes = self.codec.encode(_fit(mix, length)[None].to(self.device)).cpu()
+        self.stats.encode_time += time.perf_counter() - t0
+        seconds = length / self.codec.sample_rate
+        self.stats.encode_seconds += seconds * (len(names) + (mix is not None))
+
+        full = np.zeros((len(self.slots), codes.shape[1], codes.shape[2]), dtype=np.int64)
+        for i, name in enumerate(names):
+            full[list(self.slots).index(name)] = codes[i].numpy()
+        shard = f"songs/{song.id}.npy"
+        write_codes(self.out / shard, full)
+        mix_shard = None
+        if mix_codes is not None:
+            mix_shard = f"songs/{song.id}.mix.npy"
+            write_codes(self.out / mix_shard, mix_codes.numpy())
+        entry = {
+            "id": song.id,
+            "source": _rel(song.source, root),
+            "kind": song.kind,
+            "files": files,
+            "codec_id": self.codec.codec_id,
+            "separator": self._separator_id(song),
+            "frames": int(codes.shape[-1]),
+            "seconds": round(seconds, 4),
+            "present": [n in stems for n in self.slots],
+            "silent": [bool(n in stems and is_silent(stems[n])) for n in self.slots],
+            "shard": shard,
+            "mix_shard": mix_shard,
+        }
+        write_json(self.entry_path(song), entry)  # last: marks the song done
+        self.stats.done += 1
+        self.stats.seconds += seconds
+        return entry
+
+    def _separator_id(self, song: Song) -> str | None:
+        return self.separator_name if song.kind == "mix" else None
+
+    def _load(self, song: Song) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        rate, channels = self.codec.sample_rate, self.codec.channels
+        min_samples = 1
+        if song.kind == "mix":
+            return self._separate(song.files["mix"])
+        stems = {}
+        for role, path in song.files.items():
+            if role == "mix":
+                continue
+            try:
+                stems[role], _ = load_audio(path, rate, channels, min_samples)
+            except AudioError as exc:
+                raise AudioError(f"{path.name}: {exc}") from None
+        if not stems:
+            raise AudioError(f"no stems for slots {self.slots} in this folder")
+        mix = None
+        if self.with_mix and song.kind == "stems":
+            if "mix" in song.files:
+                try:
+                    mix, _ = load_audio(song.files["mix"], rate, channels)
+                except AudioError as exc:
+                    raise AudioError(f"mix: {exc}") from None
+            else:
+                length = max(w.shape[-1] for w in stems.values())
+                mix = sum(_fit(w, length) for w in stems.values())
+        elif self.with_mix:
+            mix = next(iter(stems.values()))
+        return stems, mix
+
+    def _separate(self, path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        sep = self.separator()
+        wav, _ = load_audio(path, sep.sample_rate, sep.channels)
+        t0 = time.perf_counter()
+        sources = sep.separate(wav.to(self.device))
+        self.stats.separate_time += time.perf_counter() - t0
+        self.stats.separate_seconds += wav.shape[-1] / sep.sample_rate
+        from ..audio import resample
+        stems = {
+            name: to_channels(resample(w.cpu(), sep.sample_rate, self.codec.sample_rate),
+                              self.codec.channels)
+            for name, w in sep.map_to_slots(sources, list(self.slots)).items()
+        }
+        mix = None
+        if self.with_mix:
+            mix = to_channels(resample(wav, sep.sample_rate, self.codec.sample_rate),
+                              self.codec.channels)
+        return stems, mix
+
+    def separator(self):
+        if self._separator is None:
+            from ..separate import load_separator
+            self._separator = load_separator(self.separator_name, repo=self.demucs_repo,
+                                             device=self.device)
+        return self._separator
+
+
+def _same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return old.keys() == new.keys() and all(
+        old[k].get("sha256") == new[k]["sha256"] and old[k].get("role") == new[k]["role"]
+        for k in new)
+
+
+def _fit(wav: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad or trim `[C, S]` to `length` samples."""
+    if wav.shape[-1] >= length:
+        return wav[..., :length]
+    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or path.name
+    except ValueError:
+        return str(path)
+
+
+def write_manifest(out: Path, codec_info: dict[str, Any], slots: SlotSpec,
+                   entries: list[dict[str, Any]]) -> Path:
+    manifest = {
+        "version": FORMAT_VERSION,
+        "codec": codec_info,
+        "slots": list(slots),
+        "songs": {e["id"]: e for e in entries},
+    }
+    write_json(out / "manifest.json", manifest)
+    return out / "manifest.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stemcodec prepare",
+        description="Separate songs into stems (Demucs), encode each stem (EnCodec) and write "
+                    "a resumable token cache for training.")
+    p.add_argument("songs", type=Path, help="folder of songs, stem folders, or one audio file")
+    p.add_argument("--out", type=Path, required=True, help="cache folder to write (resumable)")
+    p.add_argument("--codec", default="encodec_24khz",
+                   help="encodec_24khz, encodec_48khz, mini (bundled), debug, or a checkpoint "
+                        "folder (default: encodec_24khz)")
+    p.add_argument("--bandwidth", type=float, default=None,
+                   help="kbps; sets the number of codebooks (encodec_24khz: 1.5/3/6/12/24, default 6)")
+    p.add_argument("--codec-repo", type=Path, default=None,
+                   help="folder holding the EnCodec weights (default: the torch hub cache)")
+    p.add_argument("--separator", default="htdemucs_6s",
+                   help="Demucs model for mixed songs: htdemucs_6s (default) or htdemucs")
+    p.add_argument("--demucs-repo", type=Path, default=None,
+                   help="folder holding the Demucs weights (default: the HF / torch hub caches)")
+    p.add_argument("--slots", default=None,
+                   help="slots to keep: PRESET[:N] or a list (default: full, or the --instrument)")
+    p.add_argument("--instrument", default=None,
+                   help="take every file as a stem of this instrument, no separation (solo mode)")
+    p.add_argument("--no-mix", action="store_true",
+                   help="do not encode the mixed audio (needed only by the mix baseline)")
+    p.add_argument("--overwrite", action="store_true", help="redo every song")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    return p
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.songs.exists():
+        raise UserError(f"{args.songs} does not exist")
+    if args.instrument is not None and args.instrument not in DEFAULT_VOCABULARY:
+        raise UserError(f"--instrument {args.instrument}: unknown instrument; "
+                        f"valid: {', '.join(DEFAULT_VOCABULARY)}")
+    slots = parse_slots(args.slots or args.instrument or "full")
+    if args.instrument is not None and args.instrument not in slots:
+        raise UserError(f"--instrument {args.instrument} is not among --slots {slots}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    from ..codec import load_codec
+    codec = load_codec(args.codec, args.bandwidth, repository=args.codec_repo, device=device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    prep = Preparer(args.out, codec, slots, args.separator, args.demucs_repo, device,
+                    with_mix=not args.no_mix)
+    prep.open_cache(args.overwrite)
+
+    stats = prep.stats
+    bar = tqdm(total=0, unit="song", desc="prepare", file=sys.stderr, dynamic_ncols=True)
+
+    def report(path: Path, reason: str) -> None:
+        stats.skipped.append((str(path), reason))
+        bar.write(f"skipped {path}: {reason}", file=sys.stderr)
+
+    start = time.perf_counter()
+    root = args.songs if args.songs.is_dir() else args.songs.parent
+    songs = discover(args.songs, slots, args.instrument, report)
+    bar.total = len(songs)
+    bar.refresh()
+    entries = []
+    for song in songs:
+        bar.set_postfix_str(song.source.name[:30])
+        try:
+            entry = prep.process(song, root)
+        except AudioError as exc:
+            report(song.source, str(exc))
+        except UserError:
+            raise  # missing weights and the like concern every song: stop with one line
+        except (RuntimeError, ValueError, OSError) as exc:
+            report(song.source, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        else:
+            entries.append(entry)
+        bar.update(1)
+    bar.close()
+    write_manifest(args.out, codec.info(), slots, entries)
+    took = time.perf_counter() - start
+    rates = []
+    if stats.separate_time > 0:
+        rates.append(f"separation {stats.separate_seconds / stats.separate_time:.1f}x real time")
+    if stats.encode_time > 0:
+        rates.append(f"encoding {stats.encode_seconds / stats.encode_time:.1f}x real time")
+    print(
+        f"prepared {stats.done} songs, {stats.cached} already cached, {len(stats.skipped)} skipped; "
+        f"{stats.seconds:.1f} s of audio encoded in {took:.1f} s"
+        + (f" ({', '.join(rates)})" if rates else "")
+        + f"; cache: {args.out} (codec {codec.codec_id})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from stemcodec.config import ConfigError, load_config, to_dict
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.95)
+
+
+@dataclass
+class Cfg:
+    out: str = "runs/x"
+    steps: int = 10
+    ema: bool = False
+    mode: Literal["stems", "mix"] = "stems"
+    slots: list[str] = field(default_factory=lambda: ["drums"])
+    optim: Optim = field(default_factory=Optim)
+
+
+def test_defaults_then_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 20\noptim:\n  lr: 0.01\n")
+    cfg = load_config(Cfg, path, ["optim.lr=3e-4", "slots=drums,bass", "ema=true"])
+    assert cfg.steps == 20 and cfg.optim.lr == 3e-4 and cfg.ema is True
+    assert cfg.slots == ["drums", "bass"] and cfg.optim.betas == (0.9, 0.95)
+    assert to_dict(cfg)["optim"]["betas"] == [0.9, 0.95]
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("optim.lrr=1", "unknown config key 'optim.lrr'"),
+        ("steps=many", "steps must be an integer"),
+        ("mode=joint", "mode='joint' is not one of stems, mix"),
+        ("ema=3", "ema must be true or false"),
+        ("justakey", "must look like key=value"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        load_config(Cfg, None, [override])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Cfg, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Cfg, bad)
