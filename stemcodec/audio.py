@@ -56,6 +56,10 @@ def load_audio(
         raise AudioError(f"not readable as audio ({_short(exc)})") from None
     if data.shape[0] == 0:
         raise AudioError("no samples (header only or truncated)")
+    if path.suffix.lower() == ".wav":
+        missing = _wav_missing_bytes(path)
+        if missing > 0:
+            raise AudioError(f"truncated: {missing} bytes of samples missing after the header")
     if not np.isfinite(data).all():
         raise AudioError("contains NaN or infinite samples")
     wav = torch.from_numpy(np.ascontiguousarray(data.T))
@@ -69,6 +73,30 @@ def load_audio(
             f"too short: {wav.shape[-1] / rate:.4f} s, needs at least {min_samples / rate:.4f} s"
         )
     return wav, rate
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes the RIFF `data` chunk declares beyond the end of the file (0 if complete).
+
+    libsndfile quietly reads what is there, so a cut-off download would pass unnoticed.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return 0
+        order = "little" if head[:4] == b"RIFF" else "big"
+        pos = 12
+        while pos + 8 <= size:
+            handle.seek(pos)
+            chunk = handle.read(8)
+            length = int.from_bytes(chunk[4:8], order)
+            if chunk[:4] == b"data":
+                if length in (0, 0xFFFFFFFF):  # streaming writers leave the size open
+                    return 0
+                return max(0, pos + 8 + length - size)
+            pos += 8 + length + (length & 1)
+    return 0
 
 
 def _short(exc: Exception) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,25 +30,26 @@ class CheckpointError(UserError):
 
 def save_pretrained(directory: str | os.PathLike, state_dict: dict[str, torch.Tensor],
                     config: dict[str, Any]) -> Path:
-    """Write weights and config into `directory`, replacing it whole only once both are on disk."""
+    """Write `model.safetensors` and `config.json` into `directory` (other files are left alone).
+
+    Each file goes to a temporary name first and is renamed into place, weights before config,
+    so a reader never sees half a file.
+    """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".tmp", dir=directory)
+    os.close(fd)
     try:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        save_file(tensors, tmp)
+        os.replace(tmp, directory / WEIGHTS)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
+    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG}.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, directory / CONFIG)
     return directory
 
 

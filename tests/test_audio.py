@@ -93,3 +93,13 @@ def test_save_is_exact_float_round_trip_and_leaves_no_temp(tmp_path):
 def test_to_channels_mono_to_stereo_duplicates():
     wav = torch.randn(1, 10)
     assert torch.equal(to_channels(wav, 2)[1], wav[0])
+
+
+def test_truncated_wav_is_refused_but_complete_one_loads(tmp_path):
+    full = tmp_path / "full.wav"
+    sf.write(full, sine(8000, 1.0), 8000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[:-3000])
+    assert load_audio(full)[0].shape[-1] == 8000
+    with pytest.raises(AudioError, match="truncated: 3000 bytes"):
+        load_audio(cut)

@@ -13,7 +13,7 @@ def test_round_trip_and_atomic_replace(tmp_path):
     save_pretrained(out, {"w": torch.zeros(1)}, {"dim": 1})
     loaded, cfg = load_pretrained(out)
     assert cfg == {"dim": 1} and list(loaded) == ["w"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_not_a_checkpoint_is_one_line(tmp_path):

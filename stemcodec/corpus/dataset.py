@@ -1,0 +1,152 @@
+"""Training windows from a token cache: `codes[K, Q, T]` + instrument ids + slot masks.
+
+Each item is one window of `window` frames from one song. Songs (never windows) are split
+into train and validation by a hash of their id, so a song lands on the same side every run.
+Per item, deterministic for (seed, epoch, index):
+  * slot dropout: keep all present slots, or a random subset of 1..K of them;
+  * given slots: some kept slots are marked given (teacher-forced, no loss), so one model
+    learns full generation, fewer slots, accompaniment and continuation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from .cache import TokenCache
+
+
+@dataclass
+class DataConfig:
+    """How windows are cut and slots are sampled (the `data:` section of a training config)."""
+
+    cache: str = "cache"
+    window: int = 500  # frames per training window (500 = 6.7 s at 75 frames/s)
+    valid_fraction: float = 0.1  # share of songs held out for validation
+    silent: Literal["drop", "keep"] = "drop"  # drop: a silent stem counts as absent
+    p_all_slots: float = 0.5  # chance to keep every present slot (else a random subset)
+    p_given: float = 0.25  # chance that some kept slots are given (teacher-forced)
+    num_workers: int = 0
+
+
+def split_of(song_id: str, valid_fraction: float) -> str:
+    """'train' or 'valid', stable for a song id whatever other songs are in the cache."""
+    value = int(hashlib.sha1(song_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "valid" if value < valid_fraction else "train"
+
+
+def split_songs(song_ids: Sequence[str], valid_fraction: float) -> dict[str, list[str]]:
+    """Songs of each split. A cache of two or more songs always gets one validation song."""
+    songs = sorted(song_ids)
+    valid = [s for s in songs if split_of(s, valid_fraction) == "valid"]
+    if not valid and valid_fraction > 0 and len(songs) >= 2:
+        valid = songs[-1:]
+    return {"train": [s for s in songs if s not in valid], "valid": valid}
+
+
+class WindowDataset(Dataset):
+    """Windows of a token cache for one split.
+
+    Args:
+        cache: the token cache (or its folder).
+        vocabulary: the model's instrument names; slot names of the cache map into it.
+        config: window size and slot sampling.
+        split: "train" (random crops, slot dropout) or "valid" (fixed windows, all slots).
+        seed: base seed; items depend only on (seed, epoch, index).
+        mode: "stems" (one stream per slot) or "mix" (one stream of the mix tokens).
+    """
+
+    def __init__(self, cache: TokenCache | str, vocabulary: Sequence[str], config: DataConfig,
+                 split: Literal["train", "valid"] = "train", seed: int = 0,
+                 mode: Literal["stems", "mix"] = "stems"):
+        self.cache = cache if isinstance(cache, TokenCache) else TokenCache(cache)
+        self.config = config
+        self.split = split
+        self.seed = seed
+        self.mode = mode
+        self.epoch = 0
+        self.window = config.window
+        if mode == "mix":
+            self.instrument = np.zeros(1, dtype=np.int64)
+        else:
+            unknown = [s for s in self.cache.slots if s not in vocabulary]
+            if unknown:
+                raise UserError(
+                    f"the cache has slot(s) {', '.join(unknown)} that the model vocabulary "
+                    f"({', '.join(vocabulary)}) lacks; set model.vocabulary or prepare with --slots"
+                )
+            self.instrument = np.array([list(vocabulary).index(s) for s in self.cache.slots])
+        chosen = split_songs(self.cache.songs, config.valid_fraction)[split]
+        if mode == "mix":
+            chosen = [s for s in chosen if self.cache.songs[s].get("mix_shard")]
+        self.songs = chosen
+        # (song, start) windows; train windows overlap by half and get a random shift
+        self.items: list[tuple[str, int]] = []
+        hop = self.window if split == "valid" else max(1, self.window // 2)
+        for song in self.songs:
+            frames = int(self.cache.songs[song]["frames"])
+            starts = range(0, max(frames - self.window, 0) + 1, hop)
+            self.items.extend((song, s) for s in starts)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item `index`, or `(epoch, index)` from a sampler that tracks epochs itself."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        song, start = self.items[index]
+        entry = self.cache.songs[song]
+        rng = np.random.default_rng([self.seed, epoch if self.split == "train" else 0, index])
+        frames = int(entry["frames"])
+        if self.split == "train":
+            start = min(start + int(rng.integers(0, max(1, self.window // 2))),
+                        max(frames - self.window, 0))
+        stop = min(start + self.window, frames)
+        if self.mode == "mix":
+            source = self.cache.mix_codes(song)
+            present = np.ones(1, dtype=bool)
+        else:
+            source = self.cache.codes(song)
+            present = np.array(entry["present"], dtype=bool)
+            if self.config.silent == "drop":
+                present &= ~np.array(entry["silent"], dtype=bool)
+            if not present.any():  # an all-silent song still trains something
+                present = np.array(entry["present"], dtype=bool)
+        K, Q = source.shape[0], source.shape[1]
+        codes = np.zeros((K, Q, self.window), dtype=np.int64)
+        codes[:, :, : stop - start] = source[:, :, start:stop]
+        valid = np.zeros(self.window, dtype=bool)
+        valid[: stop - start] = True
+        given = np.zeros(K, dtype=bool)
+        if self.split == "train" and self.mode == "stems":
+            present, given = self._sample_slots(present, rng)
+        return {
+            "codes": torch.from_numpy(codes),
+            "instrument": torch.from_numpy(self.instrument.copy()),
+            "present": torch.from_numpy(present),
+            "given": torch.from_numpy(given),
+            "valid": torch.from_numpy(valid),
+        }
+
+    def _sample_slots(self, present: np.ndarray, rng: np.random.Generator):
+        idx = np.flatnonzero(present)
+        keep = idx
+        if len(idx) > 1 and rng.random() >= self.config.p_all_slots:
+            keep = rng.choice(idx, size=int(rng.integers(1, len(idx) + 1)), replace=False)
+        kept = np.zeros_like(present)
+        kept[keep] = True
+        given = np.zeros_like(present)
+        if len(keep) > 1 and rng.random() < self.config.p_given:
+            n_given = int(rng.integers(1, len(keep)))  # at least one slot left to predict
+            given[rng.choice(keep, size=n_given, replace=False)] = True
+        return kept, given

@@ -1,0 +1,173 @@
+"""prepare: stem folders, mixes and bad inputs into a resumable token cache."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemcodec.corpus import prepare as prepare_module
+from stemcodec.corpus.cache import TokenCache
+from stemcodec.corpus.prepare import main
+
+HOP = 320  # the debug codec: 24 kHz, 75 frames/s, 4 codebooks of 1024
+
+
+@pytest.fixture
+def songs(tmp_path, write_tone):
+    root = tmp_path / "songs"
+    # a rendered-style stem folder: exact stems plus their mix
+    write_tone(root / "piece1" / "drums.wav", 1.0, freq=100)
+    write_tone(root / "piece1" / "bass.wav", 1.0, freq=55)
+    write_tone(root / "piece1" / "mix.wav", 1.0, freq=80)
+    (root / "piece1" / "meta.json").write_text("{}")
+    # a stem folder with a silent stem and a stem of an instrument not in --slots
+    write_tone(root / "piece2" / "piano.wav", 0.5, freq=440)
+    write_tone(root / "piece2" / "guitar.wav", 0.5, amp=0.0)
+    # odd but valid files: separated as mixes
+    write_tone(root / "odd" / "low_rate.wav", 0.4, rate=8000, subtype="PCM_16")
+    write_tone(root / "odd" / "cd_stereo.flac", 0.4, rate=44100, channels=2)
+    write_tone(root / "odd" / "surround.wav", 0.3, rate=48000, channels=6)
+    clipped = np.clip(np.linspace(-3, 3, 12000, dtype=np.float32), -1, 1)[:, None]
+    sf.write(root / "odd" / "clipped.wav", clipped, 24000)
+    # bad inputs
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "zero.wav").write_bytes(b"")
+    (bad / "text.wav").write_text("not audio at all\n" * 50)
+    sf.write(bad / "header_only.wav", np.zeros((0, 1), np.float32), 24000)
+    good = write_tone(bad / "cut_source.wav", 0.5)
+    (bad / "truncated.wav").write_bytes(good.read_bytes()[:-2000])
+    good.unlink()
+    nan = np.full((4800, 1), 0.1, np.float32)
+    nan[100] = np.nan
+    sf.write(bad / "nan.wav", nan, 24000, subtype="FLOAT")
+    write_tone(bad / "tiny.wav", 0.005)  # 120 samples: less than one codec frame
+    (bad / "notes.xyz").write_text("?")
+    return root
+
+
+def run(songs, out, *extra):
+    return main([str(songs), "--out", str(out), "--codec", "debug", "--separator", "debug",
+                 *extra])
+
+
+def summary(capsys):
+    captured = capsys.readouterr()
+    return captured.out.strip().splitlines()[-1], captured.err
+
+
+def test_folder_of_songs_stems_and_bad_inputs(songs, tmp_path, capsys):
+    out = tmp_path / "cache"
+    assert run(songs, out, "--slots", "full") == 0
+    line, err = summary(capsys)
+    assert line.startswith("prepared 6 songs, 0 already cached, 7 skipped")
+    reasons = {
+        "zero.wav": "empty file", "text.wav": "not readable as audio",
+        "header_only.wav": "no samples", "truncated.wav": "truncated",
+        "nan.wav": "NaN", "tiny.wav": "too short", "notes.xyz": "unsupported extension",
+    }
+    for name, reason in reasons.items():
+        lines = [ln for ln in err.splitlines() if ln.startswith("skipped") and name in ln]
+        assert len(lines) == 1 and reason in lines[0], (name, lines)
+
+    cache = TokenCache(out)
+    assert cache.slots == ["drums", "bass", "other", "vocals", "guitar", "piano"]
+    assert cache.codec["num_codebooks"] == 4 and "debug" in cache.codec_id
+    by_source = {e["source"]: e for e in cache.songs.values()}
+    assert set(by_source) == {"piece1", "piece2", "odd/low_rate.wav", "odd/cd_stereo.flac",
+                              "odd/surround.wav", "odd/clipped.wav"}
+    piece1 = by_source["piece1"]
+    assert piece1["kind"] == "stems" and piece1["separator"] is None
+    assert piece1["present"] == [True, True, False, False, False, False]
+    codes = cache.codes(piece1["id"])
+    assert codes.shape == (6, 4, math.ceil(24000 / HOP))
+    assert codes.min() >= 0 and codes.max() < 1024
+    assert cache.mix_codes(piece1["id"]).shape == (1, 4, codes.shape[-1])
+    piece2 = by_source["piece2"]
+    assert piece2["present"] == [False, False, False, False, True, True]
+    assert piece2["silent"] == [False, False, False, False, True, False]
+    surround = by_source["odd/surround.wav"]
+    assert surround["kind"] == "mix" and surround["separator"] == "debug"
+    assert surround["frames"] == math.ceil(0.3 * 24000 / HOP)
+    # six-stem separator: every slot present
+    assert all(surround["present"])
+
+
+def test_rerun_redoes_only_unfinished_or_changed_songs(songs, tmp_path, capsys, write_tone):
+    out = tmp_path / "cache"
+    run(songs, out)
+    summary(capsys)
+    before = json.loads((out / "manifest.json").read_text())["songs"]
+    # a crash after piece1's shard but before its entry: the entry is what marks it done
+    (out / "songs" / f"{before[_id(before, 'piece1')]['id']}.json").unlink()
+    # a changed file is redone; a touched but unchanged file is not
+    write_tone(songs / "piece2" / "piano.wav", 0.5, freq=330)
+    clipped = songs / "odd" / "clipped.wav"
+    clipped.write_bytes(clipped.read_bytes())
+    assert run(songs, out) == 0
+    line, _ = summary(capsys)
+    assert line.startswith("prepared 2 songs, 4 already cached, 7 skipped")
+    after = TokenCache(out).songs
+    assert set(after) == set(before)
+
+
+def test_interrupted_run_resumes_where_it_stopped(songs, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "cache"
+    real = prepare_module.Preparer.process
+    calls = []
+
+    def crash_on_third(self, song, root):
+        calls.append(song.id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, song, root)
+
+    monkeypatch.setattr(prepare_module.Preparer, "process", crash_on_third)
+    assert run(songs, out) == 130
+    capsys.readouterr()
+    assert not (out / "manifest.json").exists()
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(prepare_module.Preparer, "process", real)
+    assert run(songs, out) == 0
+    line, _ = summary(capsys)
+    assert line.startswith("prepared 4 songs, 2 already cached")
+
+
+def test_cache_of_another_codec_is_refused(songs, tmp_path, capsys):
+    out = tmp_path / "cache"
+    run(songs, out)
+    capsys.readouterr()
+    info = json.loads((out / "cache.json").read_text())
+    info["codec"]["id"] = "encodec_24khz-6kbps-24000hz-0123456789ab"
+    (out / "cache.json").write_text(json.dumps(info))
+    assert run(songs, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "holds tokens of codec encodec_24khz" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_solo_instrument_folder_needs_no_separation(tmp_path, capsys, write_tone):
+    root = tmp_path / "piano_recordings"
+    for i in range(3):
+        write_tone(root / f"take{i}.flac", 0.5, freq=200 + 100 * i)
+    out = tmp_path / "cache"
+    assert main([str(root), "--out", str(out), "--codec", "debug", "--instrument", "piano",
+                 "--separator", "no-such-model"]) == 0
+    cache = TokenCache(out)
+    assert cache.slots == ["piano"]
+    assert [e["kind"] for e in cache.songs.values()] == ["single"] * 3
+    assert all(cache.codes(s).shape[:2] == (1, 4) for s in cache.songs)
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "c"), "--codec", "debug"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path), "--out", str(tmp_path / "c"), "--codec", "debug",
+                 "--slots", "kazoo"]) == 2
+    assert "unknown instrument or preset 'kazoo'" in capsys.readouterr().err
+
+
+def _id(entries, source):
+    return next(k for k, e in entries.items() if e["source"] == source)
