@@ -24,7 +24,7 @@ def songs(tmp_path, write_tone):
     (root / "piece1" / "meta.json").write_text("{}")
     # a stem folder with a silent stem and a stem of an instrument not in --slots
     write_tone(root / "piece2" / "piano.wav", 0.5, freq=440)
-    write_tone(root / "piece2" / "guitar.wav", 0.5, amp=0.0)
+    sf.write(root / "piece2" / "guitar.wav", np.zeros((12000, 1), np.float32), 24000)
     # odd but valid files: separated as mixes
     write_tone(root / "odd" / "low_rate.wav", 0.4, rate=8000, subtype="PCM_16")
     write_tone(root / "odd" / "cd_stereo.flac", 0.4, rate=44100, channels=2)
@@ -116,15 +116,13 @@ def test_rerun_redoes_only_unfinished_or_changed_songs(songs, tmp_path, capsys, 
 def test_interrupted_run_resumes_where_it_stopped(songs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cache"
     real = prepare_module.Preparer.process
-    calls = []
 
-    def crash_on_third(self, song, root):
-        calls.append(song.id)
-        if len(calls) == 3:
+    def interrupt_at_third_good_song(self, song, root):
+        if song.source.name == "low_rate.wav":  # after cd_stereo.flac and clipped.wav
             raise KeyboardInterrupt
         return real(self, song, root)
 
-    monkeypatch.setattr(prepare_module.Preparer, "process", crash_on_third)
+    monkeypatch.setattr(prepare_module.Preparer, "process", interrupt_at_third_good_song)
     assert run(songs, out) == 130
     capsys.readouterr()
     assert not (out / "manifest.json").exists()

@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 accelerator.log(metrics, step=progress.step)
                 _append_log(accelerator, out, {"step": progress.step, **metrics})
                 if metrics:
-                    bar.write(f"step {progress.step}: valid loss {metrics['valid/loss']:.4f}")
+                    accelerator.print(f"step {progress.step}: valid loss {metrics['valid/loss']:.4f}")
             if progress.step % cfg.save_every == 0 or progress.step == last_step:
                 last_good = save_checkpoint(accelerator, model, ema, progress, cfg, cache.codec)
             if progress.step >= last_step:
