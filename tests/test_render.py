@@ -121,3 +121,19 @@ def test_missing_soundfont_names_the_fix(tmp_path, capsys):
     assert main(["--recipe", "chorales", "--out", str(tmp_path), "--soundfont",
                  str(tmp_path / "none.sf2")]) == 2
     assert "--soundfont" in capsys.readouterr().err
+
+
+def test_notes_cut_at_max_seconds_still_end(tmp_path, capsys):
+    """An organ note starting right at the cut used to lose its note-off and ring for ever."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=104)
+    organ = pretty_midi.Instrument(program=19)  # church organ: sustains while held
+    organ.notes = [pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=3.0),
+                   pretty_midi.Note(velocity=90, pitch=64, start=2.0, end=9.0),
+                   pretty_midi.Note(velocity=90, pitch=67, start=3.9995, end=6.0)]
+    midi.instruments.append(organ)
+    midi.write(str(tmp_path / "organ.mid"))
+    out = tmp_path / "corpus"
+    assert main([str(tmp_path / "organ.mid"), "--out", str(out), "--max-seconds", "4",
+                 "--sample-rate", "16000"]) == 0
+    [piece] = pieces(out)
+    assert json.loads((piece / "meta.json").read_text())["duration"] <= 5.0

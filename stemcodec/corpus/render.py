@@ -148,22 +148,29 @@ def to_midi(notes: list[Note], tempo: float, program: int, is_drum: bool, max_se
     inst = pretty_midi.Instrument(program=0 if is_drum else program, is_drum=is_drum)
     spq = 60.0 / tempo
     for start, dur, pitch, vel in notes:
-        t0, t1 = start * spq, (start + dur) * spq
-        if t0 >= max_seconds:
+        t0, t1 = start * spq, min((start + dur) * spq, max_seconds)
+        if t1 - t0 < 0.02:  # a note cut to nothing would lose its note-off and ring forever
             continue
-        inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch, start=t0,
-                                           end=min(t1, max_seconds)))
+        inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch, start=t0, end=t1))
     if is_drum and program:  # a drum kit other than Standard: select it with a program change
         inst.program = program
     pm.instruments.append(inst)
     return pm
 
 
-def synthesize(midi_path: Path, wav_path: Path, soundfont: Path, rate: int) -> np.ndarray:
-    """Render a MIDI file with the fluidsynth CLI; returns mono float32 samples."""
+def synthesize(midi_path: Path, wav_path: Path, soundfont: Path, rate: int,
+               seconds: float) -> np.ndarray:
+    """Render a MIDI file with the fluidsynth CLI; returns mono float32 samples.
+
+    A stuck note could keep fluidsynth rendering for ever: a time limit far above the
+    piece's own length turns that into a skipped piece.
+    """
     cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-C", "0", "-r", str(rate), "-F",
            str(wav_path), str(soundfont), str(midi_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30 + seconds)
+    except subprocess.TimeoutExpired:
+        raise ScoreError("fluidsynth did not finish (a note that never ends?)") from None
     if proc.returncode != 0 or not wav_path.is_file():
         raise ScoreError(f"fluidsynth failed: {(proc.stderr or proc.stdout).strip()[:120]}")
     data, _ = sf.read(str(wav_path), dtype="float32", always_2d=True)
@@ -195,7 +202,8 @@ def render_piece(job: Job, settings: Settings) -> dict:
                     continue
                 midi.write(str(Path(work) / f"{slot}.mid"))
                 stems[slot] = synthesize(Path(work) / f"{slot}.mid", Path(work) / f"{slot}.wav",
-                                         settings.soundfont, settings.sample_rate)
+                                         settings.soundfont, settings.sample_rate,
+                                         settings.max_seconds)
         if not stems:
             raise ScoreError("no notes")
         length = min(max(len(s) for s in stems.values()),
