@@ -258,6 +258,7 @@ def parse_args(argv: Sequence[str] | None) -> TrainConfig:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file save lines
     out = Path(cfg.out)
     cache = TokenCache(cfg.data.cache)
     if cfg.codec_id is not None and cache.codec_id != cfg.codec_id:
