@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -41,14 +42,17 @@ OFFICIAL = {
     "encodec_48khz": {"file": "encodec_48khz-7e698e3e.th", "bandwidths": [3.0, 6.0, 12.0, 24.0],
                       "default": 6.0},
 }
+NAMES = (*OFFICIAL, "mini", "debug")
 DOWNLOAD_ROOT = "https://dl.fbaipublicfiles.com/encodec/v0/"
 
-# The mini layout: 24 kHz mono, hop 320 (75 frames/s), 4 codebooks of 1024 = 3 kbps.
+# The mini layout: 24 kHz mono, hop 320 (75 frames/s), 4 codebooks of 1024 = 3 kbps, at half
+# the official width (n_filters 16, dimension 64); configs/codec-mini.yaml holds the same mapping.
 MINI_CONFIG: dict[str, Any] = {
     "type": "encodec", "name": "mini", "sample_rate": 24000, "channels": 1, "n_filters": 16,
     "ratios": [8, 5, 4, 2], "dimension": 64, "lstm": 1, "causal": True, "norm": "weight_norm",
     "n_q": 4, "bins": 1024, "target_bandwidths": [1.5, 3.0],
 }
+# The debug stand-in: the mini layout at a tiny width, random weights from a fixed seed.
 DEBUG_CONFIG: dict[str, Any] = {**MINI_CONFIG, "name": "debug", "n_filters": 4, "dimension": 16,
                                 "lstm": 0}
 
@@ -60,17 +64,31 @@ class CodecError(UserError):
 class Codec:
     """An EnCodec model at one bandwidth, encoding and decoding in bounded-memory chunks.
 
+    Long audio is cut into chunks of `chunk_seconds`; each chunk is encoded (or decoded) with
+    `context_seconds` of its left neighbour (and, for a non-causal model, of its right neighbour)
+    and the context frames are dropped, so a seam sees almost the same receptive field as the
+    whole signal would. The number of frames is always T = ceil(S / hop_length).
+
+    encodec_48khz was trained with `normalize=True` on 1 s segments: each segment was scaled to
+    unit RMS and the scale sent next to its codes. Our tokens carry no scale, so with
+    `unit_rms=True` each item is scaled to unit RMS as a whole before encoding (no segments),
+    and decoding returns audio at the fixed reference level `REFERENCE_RMS`: loudness is not
+    kept, timbre is.
+
     Args:
         model: the `encodec.EncodecModel`.
         name: short name (encodec_24khz, mini, debug, or a folder name).
         bandwidth: kbps; sets the number of codebooks Q.
         weights_hash: hex digest of the weights, part of the codec id.
-        chunk_seconds: audio per chunk; `context_seconds` of left context are re-encoded
-            with each chunk and dropped, so chunk seams are nearly inaudible.
+        chunk_seconds: audio per chunk.
+        context_seconds: context re-encoded on each side of a chunk and dropped.
+        unit_rms: normalise each item to unit RMS before encoding (encodec_48khz).
     """
 
+    REFERENCE_RMS = 0.1
+
     def __init__(self, model: EncodecModel, name: str, bandwidth: float, weights_hash: str,
-                 chunk_seconds: float = 30.0, context_seconds: float = 1.0,
+                 chunk_seconds: float = 20.0, context_seconds: float = 1.0,
                  unit_rms: bool = False):
         self.model = model.eval()
         self.name = name
@@ -87,8 +105,7 @@ class Codec:
                          f"{weights_hash[:12]}")
         self.chunk_frames = max(1, int(chunk_seconds * self.frame_rate))
         self.context_frames = int(context_seconds * self.frame_rate)
-        # 48 kHz EnCodec was trained on RMS-normalised input; tokens cannot carry the scale,
-        # so input goes in at unit RMS and output comes back at a fixed reference level.
+        self.causal = any(getattr(m, "causal", False) for m in model.encoder.modules())
         self.unit_rms = unit_rms
 
     def info(self) -> dict[str, Any]:
@@ -105,106 +122,148 @@ class Codec:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _chunks(self, total: int):
+        """(first, last, left, right) frame spans: the chunk [first, last) and its context."""
+        for first in range(0, total, self.chunk_frames):
+            last = min(first + self.chunk_frames, total)
+            left = min(self.context_frames, first)
+            right = 0 if self.causal else min(self.context_frames, total - last)
+            yield first, last, left, right
+
     @torch.inference_mode()
-    def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav [B, C, S] at `sample_rate` -> codes [B, Q, T] int64, T = ceil(S / hop_length)."""
+    def encode(self, wav: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """wav [B, C, S] at `sample_rate` -> codes [B, Q, T] int64 on the codec's device,
+        T = ceil(S / hop_length). Wrong channels (or a `sample_rate` given and wrong): ValueError."""
         if wav.dim() != 3 or wav.shape[1] != self.channels:
             raise ValueError(f"expected wav [B, {self.channels}, S], got {tuple(wav.shape)}")
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            raise ValueError(f"{self.name} expects {self.sample_rate} Hz audio, got {sample_rate} Hz")
         wav = wav.to(self.device, torch.float32)
         if self.unit_rms:
             wav = wav / wav.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-8)
         total = math.ceil(wav.shape[-1] / self.hop_length)
-        pieces = []
-        for first in range(0, total, self.chunk_frames):
-            last = min(first + self.chunk_frames, total)
-            ctx = min(self.context_frames, first)
-            x = wav[..., (first - ctx) * self.hop_length: last * self.hop_length]
-            emb = self.model.encoder(x)
-            codes = self.model.quantizer.encode(emb, self.frame_rate, self.bandwidth)
-            pieces.append(codes.transpose(0, 1)[..., ctx: ctx + last - first])  # [B, Q, t]
-        return torch.cat(pieces, dim=-1).long()
+        pieces = [torch.zeros(wav.shape[0], self.num_codebooks, 0, dtype=torch.long,
+                              device=self.device)]
+        hop = self.hop_length
+        for first, last, left, right in self._chunks(total):
+            x = wav[..., (first - left) * hop: (last + right) * hop]  # [B, C, s]
+            emb = self.model.encoder(x)  # [B, D, t]
+            codes = self.model.quantizer.encode(emb, self.frame_rate, self.bandwidth)  # [Q, B, t]
+            pieces.append(codes.transpose(0, 1)[..., left: left + last - first].long())
+        return torch.cat(pieces, dim=-1)  # [B, Q, T]
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, C, T * hop_length]."""
-        if codes.dim() != 3:
-            raise ValueError(f"expected codes [B, Q, T], got {tuple(codes.shape)}")
+        """codes [B, Q, T] -> wav [B, C, T * hop_length] (trim to the original S if known)."""
+        if codes.dim() != 3 or codes.shape[1] > self.model.quantizer.n_q:
+            raise ValueError(f"expected codes [B, Q<={self.model.quantizer.n_q}, T], "
+                             f"got {tuple(codes.shape)}")
         codes = codes.to(self.device)
-        total = codes.shape[-1]
-        pieces = []
-        for first in range(0, total, self.chunk_frames):
-            last = min(first + self.chunk_frames, total)
-            ctx = min(self.context_frames, first)
-            emb = self.model.quantizer.decode(codes[..., first - ctx: last].transpose(0, 1))
-            out = self.model.decoder(emb)
-            pieces.append(out[..., ctx * self.hop_length: (ctx + last - first) * self.hop_length])
+        hop = self.hop_length
+        pieces = [torch.zeros(codes.shape[0], self.channels, 0, device=self.device)]
+        for first, last, left, right in self._chunks(codes.shape[-1]):
+            emb = self.model.quantizer.decode(codes[..., first - left: last + right].transpose(0, 1))
+            out = self.model.decoder(emb)  # [B, C, s]
+            pieces.append(out[..., left * hop: (left + last - first) * hop])
         wav = torch.cat(pieces, dim=-1)
-        return wav * 0.1 if self.unit_rms else wav
+        return wav * self.REFERENCE_RMS if self.unit_rms else wav
 
 
 # -- building and saving our own codecs -------------------------------------------------------
+CONFIG_KEYS = ("sample_rate", "channels", "n_filters", "ratios", "dimension", "lstm", "causal",
+               "norm", "n_q", "bins", "target_bandwidths")
+
+
 def build_encodec(cfg: dict[str, Any]) -> EncodecModel:
-    """An EncodecModel from the package's blocks, sized by `cfg` (see MINI_CONFIG)."""
+    """An EncodecModel from the package's blocks, sized by `cfg` (keys: CONFIG_KEYS, see
+    MINI_CONFIG). Codebooks start random (no k-means on first batch) so a fresh model encodes."""
+    missing = [key for key in CONFIG_KEYS if key not in cfg]
+    if missing:
+        raise CodecError(f"codec config lacks key(s) {', '.join(missing)} "
+                         f"(needs {', '.join(CONFIG_KEYS)})")
     common = dict(channels=cfg["channels"], dimension=cfg["dimension"],
                   n_filters=cfg["n_filters"], ratios=list(cfg["ratios"]), lstm=cfg["lstm"],
                   causal=cfg["causal"], norm=cfg["norm"])
     encoder, decoder = SEANetEncoder(**common), SEANetDecoder(**common)
     quantizer = ResidualVectorQuantizer(dimension=cfg["dimension"], n_q=cfg["n_q"],
                                         bins=cfg["bins"], kmeans_init=False)
-    return EncodecModel(encoder, decoder, quantizer, list(cfg["target_bandwidths"]),
+    return EncodecModel(encoder, decoder, quantizer, [float(b) for b in cfg["target_bandwidths"]],
                         cfg["sample_rate"], cfg["channels"], normalize=False,
                         name=cfg.get("name", "unset"))
 
 
 def save_codec(model: EncodecModel, cfg: dict[str, Any], directory: str | os.PathLike) -> Path:
-    return save_pretrained(directory, model.state_dict(), cfg)
+    """Write a codec checkpoint folder (model.safetensors + config.json) that load_codec reads."""
+    return save_pretrained(directory, model.state_dict(), {**cfg, "type": "encodec"})
 
 
 def _from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor] | None, name: str,
                  bandwidth: float | None) -> Codec:
+    bandwidths = [float(b) for b in cfg.get("target_bandwidths", [])]
+    bandwidth = bandwidths[-1] if bandwidth is None and bandwidths else bandwidth
+    _check_bandwidth(name, bandwidth, bandwidths)
     model = build_encodec(cfg)
     if state is not None:
-        model.load_state_dict(state)
-    bandwidths = list(cfg["target_bandwidths"])
-    bandwidth = bandwidths[-1] if bandwidth is None else bandwidth
-    _check_bandwidth(name, bandwidth, bandwidths)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CodecError(f"codec {name}: weights do not fit its config.json "
+                             f"({str(exc).splitlines()[0][:160]})") from None
     return Codec(model, name, bandwidth, state_hash(model.state_dict()))
 
 
-def _check_bandwidth(name: str, bandwidth: float, valid: list[float]) -> None:
-    if float(bandwidth) not in [float(b) for b in valid]:
-        raise CodecError(f"{name} has no bandwidth {bandwidth:g} kbps; "
+def _check_bandwidth(name: str, bandwidth: float | None, valid: list[float]) -> None:
+    try:
+        ok = float(bandwidth) in [float(b) for b in valid]  # type: ignore[arg-type]
+        shown = f"{float(bandwidth):g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ok, shown = False, str(bandwidth)
+    if not ok:
+        raise CodecError(f"{name} has no bandwidth {shown} kbps; "
                          f"valid: {', '.join(f'{b:g}' for b in valid)}")
 
 
 # -- the official models --------------------------------------------------------------------
 def hub_checkpoints() -> Path:
+    """Where torch.hub (and so `encodec`) keeps downloaded weights."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def find_official_weights(name: str, repository: str | os.PathLike | None = None) -> Path:
-    """The weights file of an official model: its official name, or `<name>-<sha>.th` whose
-    content hash starts with `<sha>`. Verified before anything reads it."""
+    """The weights file of an official model in `repository` (else the torch hub cache): its
+    official name, or any `<name>-<hex>.th` (8+ hex digits) whose sha256 starts with `<hex>`.
+    The checksum is verified here, before anything unpickles the file."""
     expected = OFFICIAL[name]["file"]
-    folders = [Path(repository)] if repository is not None else [hub_checkpoints()]
-    if repository is not None and not Path(repository).is_dir():
-        raise CodecError(f"--codec-repo {repository} is not a folder")
-    for folder in folders:
-        candidates = [folder / expected] + sorted(folder.glob(f"{name}-*.th"))
-        for path in candidates:
-            match = re.fullmatch(rf"{name}-([0-9a-f]+)\.th", path.name)
-            if not path.is_file() or not match:
-                continue
-            checksum = match.group(1)
-            actual = file_sha256(path)[: len(checksum)]
-            if actual != checksum:
-                raise CodecError(f"{path}: checksum mismatch (name says {checksum}, content is "
-                                 f"{actual}); the file is corrupt or not {name}: download it again")
-            return path
-    where = ", ".join(str(f) for f in folders)
-    raise CodecError(f"missing EnCodec weights {expected} (looked in {where}); download "
-                     f"{DOWNLOAD_ROOT}{expected} into {hub_checkpoints()} or a folder given "
-                     "with --codec-repo DIR")
+    folder = Path(repository) if repository is not None else hub_checkpoints()
+    if repository is not None and not folder.is_dir():
+        raise CodecError(f"--codec-repo {folder} is not a folder (it should hold {expected})")
+    candidates = [folder / expected] + sorted(set(folder.glob(f"{name}-*.th")) - {folder / expected})
+    for path in candidates:
+        match = re.fullmatch(rf"{name}-([0-9a-f]{{8,64}})\.th", path.name)
+        if not match or not path.is_file():
+            continue
+        checksum = match.group(1)
+        actual = file_sha256(path)[: len(checksum)]
+        if actual != checksum:
+            raise CodecError(f"{path}: checksum mismatch (expected {checksum} from the name, "
+                             f"got {actual}); the file is corrupt or not {name}: download it again")
+        return path
+    raise CodecError(f"missing EnCodec weights {expected} (looked in {folder}); download "
+                     f"{DOWNLOAD_ROOT}{expected} into {hub_checkpoints()} or into a folder "
+                     "given with --codec-repo DIR")
+
+
+def _official_model(name: str) -> EncodecModel:
+    """The architecture of `EncodecModel.encodec_model_{24,48}khz(pretrained=False)`, unnamed
+    segments: an official state dict fits it exactly."""
+    bandwidths = OFFICIAL[name]["bandwidths"]
+    if name == "encodec_24khz":
+        return EncodecModel._get_model(bandwidths, 24000, 1, causal=True, model_norm="weight_norm",
+                                       audio_normalize=False, name=name)
+    # trained with normalize=True, segment=1 s; Codec(unit_rms=True) stands in (see Codec)
+    return EncodecModel._get_model(bandwidths, 48000, 2, causal=False,
+                                   model_norm="time_group_norm", audio_normalize=True,
+                                   segment=None, name=name)
 
 
 def _official(name: str, bandwidth: float | None, repository) -> Codec:
@@ -212,27 +271,30 @@ def _official(name: str, bandwidth: float | None, repository) -> Codec:
     bandwidth = spec["default"] if bandwidth is None else bandwidth
     _check_bandwidth(name, bandwidth, spec["bandwidths"])
     path = find_official_weights(name, repository)
-    if name == "encodec_24khz":
-        model = EncodecModel._get_model(spec["bandwidths"], 24000, 1, causal=True,
-                                        model_norm="weight_norm", audio_normalize=False,
-                                        name=name)
-    else:
-        model = EncodecModel._get_model(spec["bandwidths"], 48000, 2, causal=False,
-                                        model_norm="time_group_norm", audio_normalize=True,
-                                        segment=None, name=name)
+    model = _official_model(name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not a state dict")
         model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise CodecError(f"{path} is not a usable {name} state dict "
-                         f"({str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CodecError(f"{path} is not a usable {name} state dict ({reason})") from None
     return Codec(model, name, bandwidth, file_sha256(path), unit_rms=(name == "encodec_48khz"))
 
 
 def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
                repository: str | os.PathLike | None = None,
                device: torch.device | str = "cpu") -> Codec:
-    """Load a codec by name (see the module docstring) and move it to `device`."""
+    """Load a codec by name (see the module docstring) and move it to `device`.
+
+    Args:
+        name: encodec_24khz, encodec_48khz, mini, debug, or a codec checkpoint folder.
+        bandwidth: kbps; None takes 6 for the official models, the highest otherwise.
+        repository: folder with the official weights (default: the torch hub cache).
+        device: where the model runs; codes come back on that device.
+    Raises CodecError (one line) for unknown names, bad bandwidths, missing or corrupt weights.
+    """
     if name in OFFICIAL:
         codec = _official(name, bandwidth, repository)
     elif name == "debug":
@@ -253,7 +315,9 @@ def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
         if cfg.get("type") != "encodec":
             raise CodecError(f"{name} is a checkpoint, but not of a codec")
         codec = _from_config(cfg, state, cfg.get("name") or Path(name).name, bandwidth)
+    elif os.sep in str(name) or Path(name).exists():
+        raise CodecError(f"codec checkpoint folder {name} does not exist (or is not a folder)")
     else:
-        raise CodecError(f"unknown codec '{name}'; use encodec_24khz, encodec_48khz, mini, debug "
-                         "or a codec checkpoint folder")
+        raise CodecError(f"unknown codec '{name}'; valid: {', '.join(NAMES)}, "
+                         "or a codec checkpoint folder (model.safetensors + config.json)")
     return codec.to(device)

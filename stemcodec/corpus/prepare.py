@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import re
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, to_channels
+from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, resample, to_channels
 from ..errors import AudioError, UserError, cli
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
 from .cache import FORMAT_VERSION, CacheError, write_codes, write_json
@@ -137,7 +138,6 @@ class Preparer:
         info = {"version": FORMAT_VERSION, "codec": self.codec.info(), "slots": list(self.slots)}
         path = self.out / "cache.json"
         if path.is_file() and not overwrite:
-            import json
             try:
                 old = json.loads(path.read_text())
             except ValueError:
@@ -162,7 +162,6 @@ class Preparer:
         return self.out / "songs" / f"{song.id}.json"
 
     def existing_entry(self, song: Song) -> dict[str, Any] | None:
-        import json
         path = self.entry_path(song)
         if not path.is_file():
             return None
@@ -240,7 +239,6 @@ class Preparer:
 
     def _load(self, song: Song) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         rate, channels = self.codec.sample_rate, self.codec.channels
-        min_samples = 1
         if song.kind == "mix":
             return self._separate(song.files["mix"])
         stems = {}
@@ -248,7 +246,7 @@ class Preparer:
             if role == "mix":
                 continue
             try:
-                stems[role], _ = load_audio(path, rate, channels, min_samples)
+                stems[role], _ = load_audio(path, rate, channels)
             except AudioError as exc:
                 raise AudioError(f"{path.name}: {exc}") from None
         if not stems:
@@ -274,7 +272,6 @@ class Preparer:
         sources = sep.separate(wav.to(self.device))
         self.stats.separate_time += time.perf_counter() - t0
         self.stats.separate_seconds += wav.shape[-1] / sep.sample_rate
-        from ..audio import resample
         stems = {
             name: to_channels(resample(w.cpu(), sep.sample_rate, self.codec.sample_rate),
                               self.codec.channels)

@@ -2,7 +2,8 @@
 
 from .config import ModelConfig
 from .patterns import build_delay, revert_delay, valid_mask
+from .sampling import SamplingConfig, generate_codes, sample_logits
 from .transformer import KVCache, MultiStreamTransformer
 
-__all__ = ["KVCache", "ModelConfig", "MultiStreamTransformer", "build_delay", "revert_delay",
-           "valid_mask"]
+__all__ = ["KVCache", "ModelConfig", "MultiStreamTransformer", "SamplingConfig", "build_delay",
+           "generate_codes", "revert_delay", "sample_logits", "valid_mask"]

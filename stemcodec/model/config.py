@@ -5,26 +5,69 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import ConfigError
 from ..slots import DEFAULT_VOCABULARY
 
 
 @dataclass
 class ModelConfig:
+    """Everything needed to rebuild a MultiStreamTransformer; stored in its config.json.
+
+    The defaults make a working mini model (about 5 M parameters besides the embeddings).
+    `num_codebooks` and `cardinality` must match the codec; training sets them from the cache.
+    """
+
     vocabulary: list[str] = field(default_factory=lambda: list(DEFAULT_VOCABULARY))
-    num_codebooks: int = 4  # Q; set from the token cache at training time
+    num_codebooks: int = 4  # Q
     cardinality: int = 1024  # entries per codebook; the special token is id `cardinality`
     dim: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
+    num_layers: int = 6
+    num_heads: int = 8
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    max_slots: int = 6
-    max_frames: int = 3000  # longest sequence the KV cache is sized for by default
+    max_slots: int = 6  # the most slots K one forward accepts
+    max_frames: int = 3000  # positions of the delayed sequence the KV cache holds by default
     rope_theta: float = 10000.0
-    slot_attention: bool = True  # false: the "independent streams" baseline
-    mode: Literal["stems", "mix"] = "stems"  # mix: one stream of the mixed audio's tokens
+    slot_attention: bool = True  # false: the "independent streams" ablation
+    mode: Literal["stems", "mix"] = "stems"  # mix: one stream (K = 1) of the mixed audio
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first key that cannot build a model.
+
+        Called on construction and again by the model, since training fills in
+        `num_codebooks` and `cardinality` after the config is read.
+        """
+        positive = ["num_codebooks", "cardinality", "dim", "num_layers", "num_heads",
+                    "max_slots", "max_frames"]
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be at least 1, got {getattr(self, key)}")
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+            raise ConfigError(f"model.num_heads={self.num_heads} must split model.dim={self.dim} "
+                              "into heads of even width (rotary embedding)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"model.mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.mode not in ("stems", "mix"):
+            raise ConfigError(f"model.mode={self.mode!r} is not one of stems, mix")
+        if not self.vocabulary or len(set(self.vocabulary)) != len(self.vocabulary):
+            raise ConfigError(f"model.vocabulary must be non-empty names without repeats, "
+                              f"got {self.vocabulary}")
 
     @property
     def instruments(self) -> list[str]:
         """Names of the instrument embedding rows (a single "mix" row in mix mode)."""
         return ["mix"] if self.mode == "mix" else list(self.vocabulary)
+
+    @property
+    def special(self) -> int:
+        """Token id of the delay pattern's "no token here" symbol."""
+        return self.cardinality
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads

@@ -1,20 +1,30 @@
-"""MultiStreamTransformer: one token stream per instrument slot, attention across the slots.
+"""MultiStreamTransformer: one causal stream per instrument slot, slots talking at each frame.
 
-Reading order: RMSNorm, rotary embedding, TimeAttention (causal, within a slot),
-SlotAttention (across slots at the same frame), MLP, Block, KVCache, MultiStreamTransformer.
-Cost per layer grows as K*T^2 + T*K^2, never (K*T)^2.
+Reading order (as nanoGPT): RMSNorm, rotary helpers, TimeAttention, SlotAttention, MLP, Block,
+KVCache, MultiStreamTransformer. Activations are `x[B, K, T, D]` (batch, slots, positions of the
+delayed sequence, width) between blocks; each attention folds one of K or T into the batch:
+
+    TimeAttention   (b k) h t d   causal over time within a slot, RoPE, KV cache
+    SlotAttention   (b t) h k d   across slots at one position, absent slots masked as keys
+
+so the cost grows as K*T^2 + T*K^2, not (K*T)^2. Slots carry no position embedding: the model
+is permutation-equivariant over slots and a slot's identity is its instrument embedding.
+Logits at position t predict the tokens at position t + 1 (GPT convention), and the state of
+every slot at position t depends only on tokens at positions <= t of any slot, so no slot
+sees another slot's future.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from ..checkpoint import load_pretrained, save_pretrained
 from ..config import from_dict, to_dict
@@ -22,236 +32,353 @@ from .config import ModelConfig
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = x.float().pow(2).mean(-1, keepdim=True).add(self.eps).rsqrt()
-        return (x.float() * norm).type_as(x) * self.weight
+        # normalise in float32 so bf16/fp16 training keeps a stable scale
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return xf.to(x.dtype) * self.weight
 
 
-def rotary(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape [T, head_dim/2] for the given absolute positions."""
-    freqs = theta ** (-torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
-    angles = positions.float()[:, None] * freqs[None, :]
+# -- rotary position embedding (over time only; slots have no order) ------------------------
+def rotary_angles(positions: torch.Tensor,
+                  inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Absolute positions [T] -> (cos, sin), each [T, head_dim], the two halves sharing a frequency.
+
+    Computed from the absolute position, so a chunk at `start` rotates exactly as it would inside
+    the full sequence: what makes cached and full forwards agree.
+    """
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hd/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, hd)
     return angles.cos(), angles.sin()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x1, x2) of the last dim; x: [N, H, T, D], cos/sin: [T, D/2]."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return out.type_as(x)
+    """Rotate x [..., T, hd] by the angles of its positions (rotate-half convention)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
-@dataclass
-class KVCache:
-    """Preallocated keys/values of the time attention: [layers, B*K, heads, max_frames, head_dim]."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
-
-    @property
-    def max_frames(self) -> int:
-        return self.keys.shape[3]
-
-
+# -- attention ------------------------------------------------------------------------------
 class TimeAttention(nn.Module):
     """Causal self-attention over time within each slot, with RoPE and an optional KV cache."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads = cfg.num_heads
-        self.head_dim = cfg.dim // cfg.num_heads
-        self.theta = cfg.rope_theta
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, start: int = 0, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
-        # x: (N, T, C) with N = B*K streams
-        N, T, _ = x.shape
-        q, k, v = rearrange(self.qkv(x), "n t (three h d) -> three n h t d",
-                            three=3, h=self.heads)  # (N, h, T, d) each
-        cos, sin = rotary(torch.arange(start, start + T, device=x.device), self.head_dim,
-                          self.theta)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                start: int = 0) -> torch.Tensor:
+        """x [B, K, T, D] at positions [start, start + T) -> [B, K, T, D].
+
+        Args:
+            cos, sin: [T, head_dim] from `rotary_angles` of those positions.
+            cache: this layer's (keys, values), each [B*K, heads, max_frames, head_dim]; the
+                chunk's keys and values are written at [start, start + T) first.
+            start: absolute position of the chunk's first frame.
+        """
+        B, K, T, _ = x.shape
+        qkv = rearrange(self.qkv(x), "b k t (three h d) -> three (b k) h t d",
+                        three=3, h=self.heads)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each ((B K), H, T, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if cache is None:
-            out = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        if cache is not None:
+            # static cache: write this chunk at [start, start+T), read back everything up to it
+            cache_k, cache_v = cache  # ((B K), H, F, hd)
+            cache_k[:, :, start:start + T] = k.to(cache_k.dtype)
+            cache_v[:, :, start:start + T] = v.to(cache_v.dtype)
+            k = cache_k[:, :, :start + T].to(q.dtype)  # ((B K), H, start+T, hd)
+            v = cache_v[:, :, :start + T].to(q.dtype)
+        dropout = self.dropout if self.training else 0.0
+        if k.shape[2] == T:  # no earlier positions: the plain causal mask lines up
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
-            cache.keys[layer, :, :, start:start + T] = k.to(cache.keys.dtype)
-            cache.values[layer, :, :, start:start + T] = v.to(cache.values.dtype)
-            keys = cache.keys[layer, :, :, : start + T].to(q.dtype)
-            values = cache.values[layer, :, :, : start + T].to(q.dtype)
-            # query i sits at absolute position start+i and sees keys 0..start+i
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        return self.proj(rearrange(out, "n h t d -> n t (h d)"))
+            # query i sits at absolute position start+i and sees keys j <= start+i
+            qpos = torch.arange(start, start + T, device=x.device)[:, None]  # (T, 1)
+            kpos = torch.arange(k.shape[2], device=x.device)[None, :]  # (1, start+T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=kpos <= qpos,
+                                               dropout_p=dropout)
+        y = rearrange(y, "(b k) h t d -> b k t (h d)", b=B)  # (B, K, T, D)
+        return self.proj(y)
 
 
 class SlotAttention(nn.Module):
-    """Attention across the slots at the same frame: no mask in time, absent slots hidden.
+    """Attention across slots at the same position: no causal mask, absent slots hidden as keys.
 
-    No slot position embedding: the layer is permutation-equivariant over slots, so a slot's
-    identity comes only from its instrument embedding.
+    No leak of the future: at position t every slot's state depends only on tokens <= t, so
+    mixing slots at t mixes only the past. No slot position embedding: permuting the slots
+    permutes the output.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads = cfg.num_heads
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        # x: (B, K, T, C); present: (B, K)
+    def forward(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """x [B, K, T, D] -> [B, K, T, D]; key_ok [B, K] bool: the slots that may be attended."""
         B, K, T, _ = x.shape
-        q, k, v = rearrange(self.qkv(x), "b k t (three h d) -> three (b t) h k d",
-                            three=3, h=self.heads)  # ((B T), h, K, d)
-        present = present | ~present.any(dim=1, keepdim=True)  # an empty item attends to all
-        keep = present[:, None, None, None, :].expand(B, T, 1, 1, K).reshape(B * T, 1, 1, K)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(rearrange(out, "(b t) h k d -> b k t (h d)", b=B))
+        qkv = rearrange(self.qkv(x), "b k t (three h d) -> three (b t) h k d",
+                        three=3, h=self.heads)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # each ((B T), H, K, hd)
+        mask = key_ok[:, None, None, None, :].expand(B, T, 1, 1, K).flatten(0, 1)  # ((B T),1,1,K)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = rearrange(y, "(b t) h k d -> b k t (h d)", b=B)  # (B, K, T, D)
+        return self.proj(y)
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.fc = nn.Linear(cfg.dim, hidden, bias=False)
         self.proj = nn.Linear(hidden, cfg.dim, bias=False)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        return self.drop(self.proj(F.gelu(self.fc(x))))
 
 
 class Block(nn.Module):
-    """Pre-norm: time attention within each slot -> attention across slots -> MLP."""
+    """Pre-norm: x + time attention, then x + slot attention (unless ablated), then x + MLP."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm_time = RMSNorm(cfg.dim)
         self.time = TimeAttention(cfg)
-        self.slot = None
-        if cfg.slot_attention and cfg.mode == "stems":
+        # kept in mix mode too (K = 1: a per-position linear map), so the mix baseline has the
+        # same parameters as the multi-stream model it is compared with
+        self.slot_attention = cfg.slot_attention
+        if cfg.slot_attention:
             self.norm_slot = RMSNorm(cfg.dim)
             self.slot = SlotAttention(cfg)
         self.norm_mlp = RMSNorm(cfg.dim)
         self.mlp = MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor, start: int = 0,
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        # x: (B, K, T, C)
-        B = x.shape[0]
-        h = rearrange(self.norm_time(x), "b k t c -> (b k) t c")
-        x = x + rearrange(self.time(h, start, cache, layer), "(b k) t c -> b k t c", b=B)
-        if self.slot is not None:
-            x = x + self.slot(self.norm_slot(x), present)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_ok: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                start: int = 0) -> torch.Tensor:
+        """x [B, K, T, D] -> [B, K, T, D] (arguments as TimeAttention and SlotAttention)."""
+        x = x + self.drop(self.time(self.norm_time(x), cos, sin, cache, start))
+        if self.slot_attention:
+            x = x + self.drop(self.slot(self.norm_slot(x), key_ok))
         return x + self.mlp(self.norm_mlp(x))
 
 
-class MultiStreamTransformer(nn.Module):
-    """Token streams `seq[B, K, Q, T]` (delay pattern applied) -> logits `[B, K, Q, T, card]`.
+@dataclass
+class KVCache:
+    """Preallocated keys and values of every TimeAttention: k, v [layers, B*K, heads, F, hd].
 
-    Logits at position t predict the token at position t+1 of the same delayed sequence.
+    Made by `MultiStreamTransformer.new_cache`. It is static: a forward with `start=s` writes
+    positions [s, s + T) and attends to [0, s + T), so the caller keeps track of how far it
+    has written (and may rewind by passing a smaller `start`).
     """
 
-    def __init__(self, config: ModelConfig):
+    k: torch.Tensor
+    v: torch.Tensor
+
+    @property
+    def streams(self) -> int:
+        """B*K, the number of (batch item, slot) streams the cache was made for."""
+        return self.k.shape[1]
+
+    @property
+    def max_frames(self) -> int:
+        return self.k.shape[3]
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k[i], self.v[i]
+
+
+class MultiStreamTransformer(nn.Module):
+    """Delayed codes seq[B, K, Q, T] of K slots -> logits [B, K, Q, T, cardinality].
+
+    Args:
+        config: the architecture; `config.instruments` names the instrument embedding rows.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        config.validate()  # training fills in num_codebooks and cardinality after reading it
         self.config = config
-        self.codec_info: dict = {}
-        cfg = config
-        if cfg.dim % cfg.num_heads or (cfg.dim // cfg.num_heads) % 2:
-            raise ValueError("model.dim must split into num_heads heads of even size")
-        self.tokens = nn.ModuleList(
-            nn.Embedding(cfg.cardinality + 1, cfg.dim) for _ in range(cfg.num_codebooks))
-        self.instrument = nn.Embedding(len(cfg.instruments), cfg.dim)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        self.norm = RMSNorm(cfg.dim)
-        self.heads = nn.ModuleList(
-            nn.Linear(cfg.dim, cfg.cardinality, bias=False) for _ in range(cfg.num_codebooks))
-        self.apply(self._init)
-        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+        self.codec_info: dict[str, Any] | None = None  # the "codec" section of a checkpoint
+        Q, card = config.num_codebooks, config.cardinality
+        # Q per-codebook tables of card + 1 rows (the special token last), stored end to end in
+        # one table so the input embedding is one lookup: row of (q, token) = q*(card+1) + token
+        self.tokens = nn.Embedding(Q * (card + 1), config.dim)
+        self.register_buffer("offsets", torch.arange(Q) * (card + 1), persistent=False)
+        self.instrument = nn.Embedding(len(config.instruments), config.dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.num_layers)])
+        self.norm = RMSNorm(config.dim)
+        # Q linear heads side by side in one matrix; no row for the special token, which is
+        # never a target
+        self.heads = nn.Linear(config.dim, Q * card, bias=False)
+        hd = config.head_dim
+        inv_freq = config.rope_theta ** (-torch.arange(0, hd, 2).float() / hd)  # (hd/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by the number of residual branches they feed
+        branches = (3 if config.slot_attention else 2) * config.num_layers
+        for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
-                nn.init.normal_(p, std=0.02 / math.sqrt(3 * cfg.num_layers))
+                nn.init.normal_(p, std=0.02 / math.sqrt(branches))
 
     @staticmethod
-    def _init(module: nn.Module) -> None:
+    def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
 
-    @property
-    def special(self) -> int:
-        """Token id of "no token here" (start column and delay padding)."""
-        return self.config.cardinality
-
     def num_parameters(self) -> int:
+        """Number of weights (embeddings and heads included)."""
         return sum(p.numel() for p in self.parameters())
-
-    def forward(self, seq: torch.Tensor, instrument: torch.Tensor,
-                present: torch.Tensor | None = None, cache: KVCache | None = None,
-                start: int = 0) -> torch.Tensor:
-        """Args:
-            seq: [B, K, Q, T] token ids (special = cardinality allowed).
-            instrument: [B, K] instrument ids into the model's vocabulary.
-            present: [B, K] bool; absent slots are never attended to (default: all present).
-            cache: a KVCache from `new_cache`; then `seq` holds positions [start, start+T).
-        Returns: logits [B, K, Q, T, cardinality].
-        """
-        B, K, Q, T = seq.shape
-        if Q != self.config.num_codebooks:
-            raise ValueError(f"expected {self.config.num_codebooks} codebooks, got {Q}")
-        if present is None:
-            present = torch.ones(B, K, dtype=torch.bool, device=seq.device)
-        x = sum(self.tokens[q](seq[:, :, q]) for q in range(Q))  # (B, K, T, C)
-        x = x + self.instrument(instrument)[:, :, None, :]
-        for i, block in enumerate(self.blocks):
-            x = block(x, present, start, cache, i)
-        x = self.norm(x)
-        return torch.stack([head(x) for head in self.heads], dim=2)  # (B, K, Q, T, card)
 
     def new_cache(self, batch: int, slots: int, max_frames: int | None = None,
                   device: torch.device | str | None = None,
                   dtype: torch.dtype | None = None) -> KVCache:
-        """A static cache for `batch` x `slots` streams of up to `max_frames` positions."""
+        """A zeroed static KV cache for generation.
+
+        Args:
+            batch, slots: B and K of the sequences that will be fed.
+            max_frames: positions of the delayed sequence it can hold (default
+                config.max_frames); for T frames of codes that is T + Q.
+            device, dtype: default those of the model's weights.
+        """
         cfg = self.config
         param = next(self.parameters())
-        shape = (cfg.num_layers, batch * slots, cfg.num_heads, max_frames or cfg.max_frames,
-                 cfg.dim // cfg.num_heads)
+        shape = (cfg.num_layers, batch * slots, cfg.num_heads,
+                 max_frames or cfg.max_frames, cfg.head_dim)
         device, dtype = device or param.device, dtype or param.dtype
         return KVCache(torch.zeros(shape, device=device, dtype=dtype),
                        torch.zeros(shape, device=device, dtype=dtype))
 
+    def forward(self, seq: torch.Tensor, instrument: torch.Tensor,
+                present: torch.Tensor | None = None, cache: KVCache | None = None,
+                start: int = 0) -> torch.Tensor:
+        """Logits [B, K, Q, T, card] for seq [B, K, Q, T] at positions [start, start + T).
+
+        logits[..., t, :] is the distribution of seq[..., t + 1] (GPT convention).
+
+        Args:
+            seq: delayed codes (`build_delay`), ids in [0, cardinality]; cardinality = special.
+            instrument: [B, K] ids into `config.instruments`.
+            present: [B, K] bool, default all True; absent slots (padding) are never attended
+                to, so they change nothing in the present ones (their own logits are junk).
+            cache: from `new_cache(B, K, ...)`; the chunk's keys and values are written at
+                [start, start + T) and the chunk attends to every cached position before it.
+            start: absolute position of seq's first column (only meaningful with a cache).
+        """
+        cfg = self.config
+        B, K, Q, T = seq.shape
+        self._check_inputs(seq, instrument, cache, start)
+        if present is None:
+            present = torch.ones(B, K, dtype=torch.bool, device=seq.device)
+        present = present.bool()
+        # a batch row with no present slot would mask every key (NaN); let it see itself
+        key_ok = present | ~present.any(dim=1, keepdim=True)  # (B, K)
+
+        x = self.tokens(seq + self.offsets[:, None]).sum(dim=2)  # (B, K, Q, T, D) -> (B, K, T, D)
+        x = x + self.instrument(instrument)[:, :, None, :]  # (B, K, T, D)
+        x = self.drop(x)
+        positions = torch.arange(start, start + T, device=seq.device)  # (T,)
+        cos, sin = rotary_angles(positions, self.inv_freq)  # (T, hd)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, key_ok, cache.layer(i) if cache is not None else None, start)
+        logits = self.heads(self.norm(x))  # (B, K, T, Q*card)
+        return rearrange(logits, "b k t (q c) -> b k q t c", q=Q, c=cfg.cardinality)
+
+    def _check_inputs(self, seq: torch.Tensor, instrument: torch.Tensor, cache: KVCache | None,
+                      start: int) -> None:
+        """Refuse inputs that would silently read the wrong embedding row."""
+        cfg = self.config
+        B, K, Q, T = seq.shape
+        if Q != cfg.num_codebooks:
+            raise ValueError(f"seq has {Q} codebooks, the model {cfg.num_codebooks}")
+        if instrument.shape != (B, K):
+            raise ValueError(f"instrument must be [B, K] = [{B}, {K}], got "
+                             f"{list(instrument.shape)}")
+        if cfg.mode == "mix" and K != 1:
+            raise ValueError(f"a mix-mode model reads one stream, got {K} slots")
+        if K > cfg.max_slots:
+            raise ValueError(f"{K} slots exceed the model's max_slots={cfg.max_slots}")
+        if cache is not None:
+            if cache.streams != B * K:
+                raise ValueError(f"cache holds {cache.streams} streams, seq has {B}x{K}")
+            if start < 0 or start + T > cache.max_frames:
+                raise ValueError(f"positions [{start}, {start + T}) exceed the cache's "
+                                 f"{cache.max_frames}")
+        if not torch.compiler.is_compiling():  # one host sync; skipped inside a compiled graph
+            # in the shared table, token card + 1 of codebook q would be codebook q + 1's row 0
+            bad_seq = (seq < 0) | (seq > cfg.cardinality)
+            bad_inst = (instrument < 0) | (instrument >= len(cfg.instruments))
+            if bad_seq.any() or bad_inst.any():
+                if bad_seq.any():
+                    raise ValueError(f"seq holds ids outside [0, {cfg.cardinality}] "
+                                     f"({cfg.cardinality} is the special token)")
+                raise ValueError(f"instrument ids must be in [0, {len(cfg.instruments)}) for "
+                                 f"{cfg.instruments}")
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor,
              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy where `mask` is true: (mean over all, mean per codebook [Q])."""
-        card = logits.shape[-1]
-        ce = F.cross_entropy(logits.float().flatten(0, -2),
-                             targets.clamp(0, card - 1).flatten(), reduction="none")
-        ce = ce.view_as(targets) * mask
-        count = mask.sum(dim=(0, 1, 3)).clamp_min(1)  # per codebook
-        per_q = ce.sum(dim=(0, 1, 3)) / count
-        total = ce.sum() / mask.sum().clamp_min(1)
-        return total, per_q
+        """Cross-entropy averaged over the positions where `mask` is True.
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        return save_pretrained(directory, self.state_dict(),
-                               {**to_dict(self.config), "codec": self.codec_info})
+        Args:
+            logits: [B, K, Q, T, card] from forward.
+            targets: [B, K, Q, T], usually seq[..., 1:]; may hold the special token where mask
+                is False (it is clamped into range there, never counted).
+            mask: [B, K, Q, T] bool; the trainer leaves out special tokens, given slots and
+                absent slots.
+
+        Returns:
+            (total, per_codebook[Q]); a codebook with no masked position counts 0.
+        """
+        card = logits.shape[-1]
+        ce = F.cross_entropy(logits.flatten(0, -2).float(),
+                             targets.clamp(0, card - 1).flatten(),
+                             reduction="none").view_as(targets)  # (B, K, Q, T)
+        m = mask.to(ce.dtype)
+        ce = ce * m
+        total = ce.sum() / m.sum().clamp_min(1.0)
+        per_codebook = ce.sum(dim=(0, 1, 3)) / m.sum(dim=(0, 1, 3)).clamp_min(1.0)  # (Q,)
+        return total, per_codebook
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write model.safetensors + config.json (with the "codec" section if there is one).
+
+        Args:
+            directory: created if missing; other files in it are left alone.
+        """
+        config = to_dict(self.config)
+        if self.codec_info is not None:
+            config["codec"] = self.codec_info
+        save_pretrained(directory, self.state_dict(), config)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path,
-                        device: torch.device | str = "cpu") -> MultiStreamTransformer:
-        """Load a model folder (model.safetensors + config.json); no training code needed."""
-        state, cfg = load_pretrained(directory)
-        codec = cfg.pop("codec", {}) or {}
-        model = cls(from_dict(ModelConfig, cfg))
+    def from_pretrained(cls, directory: str | os.PathLike,
+                        device: torch.device | str | None = None) -> MultiStreamTransformer:
+        """Load a folder written by `save_pretrained` (or train/train.py), in eval mode.
+
+        Args:
+            directory: holds model.safetensors and config.json.
+            device: where to put the model (default: CPU).
+        """
+        state, config = load_pretrained(directory)
+        codec = config.pop("codec", None)
+        model = cls(from_dict(ModelConfig, config))
         model.load_state_dict(state)
         model.codec_info = codec
-        return model.to(device).eval()
+        return model.to(device).eval() if device is not None else model.eval()
