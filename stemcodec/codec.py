@@ -6,6 +6,9 @@ Codecs by name:
   mini                            our small codec bundled in stemcodec/assets/codec-mini
   debug                           a tiny random codec (fixed seed) for tests and smoke runs
   <folder>                        a codec checkpoint of ours: model.safetensors + config.json
+
+A codec's id, `<name>-<bandwidth>kbps-<rate>hz-<first 12 hex of state_hash(weights)>`, is what
+token caches and generator checkpoints record: the same id means the same tokens.
 """
 
 from __future__ import annotations
@@ -70,16 +73,16 @@ class Codec:
     whole signal would. The number of frames is always T = ceil(S / hop_length).
 
     encodec_48khz was trained with `normalize=True` on 1 s segments: each segment was scaled to
-    unit RMS and the scale sent next to its codes. Our tokens carry no scale, so with
-    `unit_rms=True` each item is scaled to unit RMS as a whole before encoding (no segments),
-    and decoding returns audio at the fixed reference level `REFERENCE_RMS`: loudness is not
-    kept, timbre is.
+    unit RMS (of its mono downmix) and the scale sent next to its codes. Our tokens carry no
+    scale, so with `unit_rms=True` each item is scaled to unit RMS as a whole before encoding
+    (no segments, one scale per item, computed before chunking), and decoding returns audio at
+    the fixed reference level `REFERENCE_RMS` (-20 dBFS): loudness is not kept, timbre is.
 
     Args:
         model: the `encodec.EncodecModel`.
         name: short name (encodec_24khz, mini, debug, or a folder name).
         bandwidth: kbps; sets the number of codebooks Q.
-        weights_hash: hex digest of the weights, part of the codec id.
+        weights_hash: `state_hash` of the weights, part of the codec id.
         chunk_seconds: audio per chunk.
         context_seconds: context re-encoded on each side of a chunk and dropped.
         unit_rms: normalise each item to unit RMS before encoding (encodec_48khz).
@@ -89,9 +92,10 @@ class Codec:
 
     def __init__(self, model: EncodecModel, name: str, bandwidth: float, weights_hash: str,
                  chunk_seconds: float = 20.0, context_seconds: float = 1.0,
-                 unit_rms: bool = False):
+                 unit_rms: bool = False, source: str | None = None):
         self.model = model.eval()
         self.name = name
+        self.source = source  # the checkpoint folder a codec of ours came from, else None
         self.bandwidth = float(bandwidth)
         self.sample_rate = int(model.sample_rate)
         self.channels = int(model.channels)
@@ -109,10 +113,14 @@ class Codec:
         self.unit_rms = unit_rms
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.codec_id, "name": self.name, "sample_rate": self.sample_rate,
+        """What a manifest or a generator checkpoint records to find and check this codec."""
+        info = {"id": self.codec_id, "name": self.name, "sample_rate": self.sample_rate,
                 "frame_rate": self.frame_rate, "num_codebooks": self.num_codebooks,
                 "cardinality": self.cardinality, "channels": self.channels,
                 "bandwidth": self.bandwidth, "hop_length": self.hop_length}
+        if self.source is not None:
+            info["source"] = self.source
+        return info
 
     def to(self, device: torch.device | str) -> Codec:
         self.model.to(device)
@@ -139,8 +147,9 @@ class Codec:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise ValueError(f"{self.name} expects {self.sample_rate} Hz audio, got {sample_rate} Hz")
         wav = wav.to(self.device, torch.float32)
-        if self.unit_rms:
-            wav = wav / wav.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-8)
+        if self.unit_rms:  # as EncodecModel._encode_frame does per segment, here per item
+            volume = wav.mean(dim=1, keepdim=True).pow(2).mean(dim=2, keepdim=True).sqrt()
+            wav = wav / (volume + 1e-8)
         total = math.ceil(wav.shape[-1] / self.hop_length)
         pieces = [torch.zeros(wav.shape[0], self.num_codebooks, 0, dtype=torch.long,
                               device=self.device)]
@@ -153,19 +162,27 @@ class Codec:
         return torch.cat(pieces, dim=-1)  # [B, Q, T]
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, C, T * hop_length] (trim to the original S if known)."""
-        if codes.dim() != 3 or codes.shape[1] > self.model.quantizer.n_q:
+    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, C, T * hop_length], or [B, C, length] when the original
+        length S is given (the last frame's padding cut off; zeros added if S is longer).
+        Q may be fewer codebooks than the model has (a lower bandwidth)."""
+        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.model.quantizer.n_q:
             raise ValueError(f"expected codes [B, Q<={self.model.quantizer.n_q}, T], "
                              f"got {tuple(codes.shape)}")
-        codes = codes.to(self.device)
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.cardinality):
+            raise ValueError(f"codes must lie in [0, {self.cardinality}), got "
+                             f"[{int(codes.min())}, {int(codes.max())}]")
+        codes = codes.to(self.device, torch.long)
         hop = self.hop_length
         pieces = [torch.zeros(codes.shape[0], self.channels, 0, device=self.device)]
         for first, last, left, right in self._chunks(codes.shape[-1]):
             emb = self.model.quantizer.decode(codes[..., first - left: last + right].transpose(0, 1))
             out = self.model.decoder(emb)  # [B, C, s]
             pieces.append(out[..., left * hop: (left + last - first) * hop])
-        wav = torch.cat(pieces, dim=-1)
+        wav = torch.cat(pieces, dim=-1)  # [B, C, T * hop]
+        if length is not None:
+            wav = wav[..., :length] if length <= wav.shape[-1] else \
+                torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
         return wav * self.REFERENCE_RMS if self.unit_rms else wav
 
 
@@ -198,7 +215,7 @@ def save_codec(model: EncodecModel, cfg: dict[str, Any], directory: str | os.Pat
 
 
 def _from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor] | None, name: str,
-                 bandwidth: float | None) -> Codec:
+                 bandwidth: float | None, source: str | None = None) -> Codec:
     bandwidths = [float(b) for b in cfg.get("target_bandwidths", [])]
     bandwidth = bandwidths[-1] if bandwidth is None and bandwidths else bandwidth
     _check_bandwidth(name, bandwidth, bandwidths)
@@ -209,7 +226,7 @@ def _from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor] | None, nam
         except RuntimeError as exc:
             raise CodecError(f"codec {name}: weights do not fit its config.json "
                              f"({str(exc).splitlines()[0][:160]})") from None
-    return Codec(model, name, bandwidth, state_hash(model.state_dict()))
+    return Codec(model, name, bandwidth, state_hash(model.state_dict()), source=source)
 
 
 def _check_bandwidth(name: str, bandwidth: float | None, valid: list[float]) -> None:
@@ -280,7 +297,8 @@ def _official(name: str, bandwidth: float | None, repository) -> Codec:
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CodecError(f"{path} is not a usable {name} state dict ({reason})") from None
-    return Codec(model, name, bandwidth, file_sha256(path), unit_rms=(name == "encodec_48khz"))
+    return Codec(model, name, bandwidth, state_hash(model.state_dict()),
+                 unit_rms=(name == "encodec_48khz"))
 
 
 def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
@@ -314,7 +332,8 @@ def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
         state, cfg = load_pretrained(name)
         if cfg.get("type") != "encodec":
             raise CodecError(f"{name} is a checkpoint, but not of a codec")
-        codec = _from_config(cfg, state, cfg.get("name") or Path(name).name, bandwidth)
+        codec = _from_config(cfg, state, cfg.get("name") or Path(name).name, bandwidth,
+                             source=str(Path(name).resolve()))
     elif os.sep in str(name) or Path(name).exists():
         raise CodecError(f"codec checkpoint folder {name} does not exist (or is not a folder)")
     else:

@@ -45,7 +45,8 @@ def codec_for(model, codec_repo: str | None, device: str):
     info = model.codec_info or {}
     if not info.get("name"):
         raise UserError("the checkpoint does not say which codec made its tokens")
-    codec = load_codec(info["name"], info.get("bandwidth"), repository=codec_repo, device=device)
+    name = info.get("source") or info["name"]  # a codec checkpoint folder is found by its path
+    codec = load_codec(name, info.get("bandwidth"), repository=codec_repo, device=device)
     if info.get("id") and codec.codec_id != info["id"]:
         raise UserError(f"the checkpoint was trained on codec {info['id']}, but {info['name']} "
                         f"here is {codec.codec_id}; use the same codec weights (--codec-repo)")

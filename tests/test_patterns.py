@@ -50,3 +50,15 @@ def test_delay_works_without_leading_dims_and_leaves_input_alone():
 def test_revert_rejects_wrong_codebook_count():
     with pytest.raises(ValueError, match="codebooks"):
         revert_delay(torch.zeros(2, 3, 9, dtype=torch.long), 4)
+
+
+def test_single_codebook_has_no_delay_only_the_start_column():
+    codes = torch.randint(0, SPECIAL, (2, 3, 1, 6))
+    seq = build_delay(codes, SPECIAL)
+    assert (seq[..., 0] == SPECIAL).all()
+    assert torch.equal(seq[..., 1:], codes)
+
+
+def test_valid_mask_counts_every_code_once():
+    for Q, T in [(1, 1), (4, 3), (8, 20)]:
+        assert valid_mask(Q, T).sum() == Q * T
