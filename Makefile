@@ -14,7 +14,7 @@ setup: $(STAMP)
 # The main job. Until the bundled models exist (issue 7) it is the most complete pipeline:
 # render a small folk-band corpus and encode it into a token cache.
 demo: setup
-	$(PY) -m stemcodec.render --recipe folk-band --limit 8 --out demo/corpus
+	$(PY) -m stemcodec.render --recipe folk-band --limit 8 --variants 1 --out demo/corpus
 	$(PY) -m stemcodec.prepare demo/corpus --out demo/cache --slots vocals-free --codec debug
 
 test: setup

@@ -51,11 +51,19 @@ INSTRUMENT_WORDS = ("sax", "recorder", "flute", "clarinet", "horn", "trombone", 
                     "guitar", "piano", "oboe", "bassoon", "trumpet")
 
 
+NAME_WORDS = {
+    "piano": ("piano", "keyboard", "harpsichord", "clavi"),
+    "guitar": ("guitar",),
+    "bass": ("bass guitar", "electric bass", "contrabass", "double bass", "string bass"),
+}
+
+
 def slot_of_program(program: int, is_drum: bool = False, name: str = "") -> str:
     """The slot of a GM program (0-based), a drum flag, or a part name.
 
     drum flag -> drums; 52-54 or a voice-like name -> vocals; 0-7 piano; 24-31 guitar;
-    32-39 bass; any other program -> other.
+    32-39 bass; any other program -> other. A negative program (unknown: a score part with
+    no MIDI program) goes by words in the name, else other.
     """
     if is_drum:
         return "drums"
@@ -64,6 +72,11 @@ def slot_of_program(program: int, is_drum: bool = False, name: str = "") -> str:
         w in lowered for w in INSTRUMENT_WORDS)
     if program in (52, 53, 54) or voice_type or any(w in lowered for w in VOICE_WORDS):
         return "vocals"
+    if program < 0:  # no program given (a score part): go by the name
+        for slot, words in NAME_WORDS.items():
+            if any(w in lowered for w in words):
+                return slot
+        return "other"
     if 0 <= program <= 7:
         return "piano"
     if 24 <= program <= 31:

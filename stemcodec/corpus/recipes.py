@@ -16,7 +16,6 @@ A recipe lists its pieces as `Source`s without parsing them (`--list-recipes` is
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,21 @@ from pathlib import Path
 import numpy as np
 
 from .arrangement import Arrangement, Note, ScoreError, Track, playable_tempo
+from .band import (
+    BASS_PATTERNS,
+    DRUM_PATTERNS,
+    GUITAR_PATTERNS,
+    MAJOR,
+    MODES,
+    PIANO_PATTERNS,
+    Bar,
+    Chord,
+    Harmony,
+    bass_notes,
+    comp_notes,
+    drum_notes,
+    infer_chords,
+)
 
 FOLK_COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs", "miscFolk",
                     "nottingham-dataset", "leadSheet")
@@ -47,9 +61,14 @@ class Source:
     @property
     def name(self) -> str:
         """Readable and unique within a recipe: `<folder>_<file>[_<tune>]`."""
-        stem = re.sub(r"\.(mxl|xml|musicxml|krn|abc|mid|midi)$", "", Path(self.path).name)
-        parent = Path(self.path).parent.name
-        return f"{parent}_{stem}_{self.index:04d}" if self.index else f"{parent}_{stem}"
+        marker = "/music21/corpus/"
+        if marker in self.path:  # composer/work/movement
+            name = self.path.split(marker, 1)[1]
+        else:
+            name = f"{Path(self.path).parent.name}/{Path(self.path).name}"
+        name = re.sub(r"\.(mxl|xml|musicxml|krn|abc|mei|mid|midi)$", "", name, flags=re.I)
+        name = name.replace("/", "_")
+        return f"{name}_{self.index:04d}" if self.index else name
 
     def __str__(self) -> str:
         marker = "/music21/corpus/"
@@ -182,24 +201,9 @@ def tempo_of(score, default: float) -> float:
 
 def title_of(score) -> str:
     meta = getattr(score, "metadata", None)
-    return str(meta.title) if meta is not None and meta.title else ""
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One bar: where it starts and ends, and its meter. A pickup bar starts `phase`
-    quarter notes into its nominal bar."""
-
-    start: float
-    end: float
-    phase: float = 0.0
-    beats: int = 4
-    beat: float = 1.0  # quarter notes per beat
-    division: int = 2  # subdivisions per beat: 2 simple, 3 compound
-
-    @property
-    def compound(self) -> bool:
-        return self.division == 3
+    if meta is None:
+        return ""
+    return str(meta.title or meta.movementName or "")
 
 
 def meter(ts) -> tuple[int, float, int]:
@@ -241,67 +245,41 @@ def bars_of(score, length: float) -> list[Bar]:
     return bars
 
 
-# -- harmony --------------------------------------------------------------------------------
-Chord = tuple[float, int, tuple[int, ...]]  # start (quarters), root pitch class, pitch classes
-MAJOR = (0, 2, 4, 5, 7, 9, 11)
-MODES = {"major": 0, "ionian": 0, "dorian": 1, "phrygian": 2, "lydian": 3, "mixolydian": 4,
-         "minor": 5, "aeolian": 5, "locrian": 6}
-
-
+# -- harmony from the score ------------------------------------------------------------
 def key_of(score, melody: list[Note]) -> tuple[int, str]:
-    """(tonic pitch class, mode) from the key signature, else estimated from the notes."""
+    """(tonic pitch class, mode): the key signature's, unless the melody leaves its scale
+    (folk collections write A minor tunes under `K:A` with naturals) and the key music21
+    finds in the notes fits them better."""
+    found = []
     for k in score.recurse().getElementsByClass("KeySignature"):
         key = k if hasattr(k, "tonic") else k.asKey("major")
         mode = str(getattr(key, "mode", "major") or "major").lower()
-        return key.tonic.pitchClass, mode if mode in MODES else "major"
+        found.append((key.tonic.pitchClass, mode if mode in MODES else "major"))
+        break
+    if found and scale_fit(melody, *found[0]) >= 0.95:
+        return found[0]
     try:
         key = score.analyze("key")
-        return key.tonic.pitchClass, key.mode if key.mode in MODES else "major"
-    except Exception:  # analysis of odd streams fails in many ways; guess from the last note
+        found.append((key.tonic.pitchClass, key.mode if key.mode in MODES else "major"))
+    except Exception:  # analysis of odd streams fails in many ways
+        pass
+    if not found:
         return (melody[-1][2] % 12 if melody else 0), "major"
+    tonic, mode = max(found, key=lambda k: scale_fit(melody, *k))  # the signature wins ties
+    final = melody[-1][2] % 12 if melody else tonic
+    if mode == "major" and final == (tonic + 9) % 12:  # a tune ends on its tonic:
+        return final, "minor"  # the relative minor
+    if mode == "minor" and final == (tonic + 3) % 12:
+        return final, "major"
+    return tonic, mode
 
 
-def diatonic_triads(tonic: int, mode: str) -> list[tuple[int, tuple[int, ...]]]:
-    """(root, pitch classes) of the seven triads of the mode (minor adds a major V)."""
+def scale_fit(melody: list[Note], tonic: int, mode: str) -> float:
+    """Share of the melody's duration on the notes of the scale."""
     rot = MODES.get(mode, 0)
-    steps = [(MAJOR[(rot + i) % 7] - MAJOR[rot]) % 12 for i in range(7)]
-    triads = []
-    for degree in range(7):
-        pcs = tuple((tonic + steps[(degree + k) % 7]) % 12 for k in (0, 2, 4))
-        triads.append((pcs[0], pcs))
-    if mode in ("minor", "aeolian"):
-        dominant = (tonic + 7) % 12
-        triads.append((dominant, (dominant, (dominant + 4) % 12, (dominant + 7) % 12)))
-    return triads
-
-
-def infer_chords(melody: list[Note], bars: list[Bar], tonic: int, mode: str) -> list[Chord]:
-    """One chord per bar: the diatonic triad that holds most of the bar's melody (weighted by
-    duration, downbeats counting double); I, IV, V and the previous chord win near-ties and
-    the last bar goes home to I."""
-    triads = diatonic_triads(tonic, mode)
-    prior = {0: 0.3, 3: 0.2, 4: 0.25, 7: 0.2}
-    chords: list[Chord] = []
-    previous = 0
-    for n, bar in enumerate(bars):
-        weight = np.zeros(12)
-        for s, d, p, _ in melody:
-            overlap = min(s + d, bar.end) - max(s, bar.start)
-            if overlap > 0:
-                on_beat = abs(((s - bar.start + bar.phase) / bar.beat) % 1) < 1e-6
-                weight[p % 12] += overlap * (2.0 if on_beat else 1.0)
-        if not weight.any():
-            best = previous
-        else:
-            scale = weight.sum()
-            score = [sum(weight[pc] for pc in pcs) / scale + prior.get(i, 0.0)
-                     + (0.1 if i == previous else 0.0)
-                     + (0.5 if i == 0 and n == len(bars) - 1 else 0.0)
-                     for i, (_, pcs) in enumerate(triads)]
-            best = int(np.argmax(score))
-        chords.append((bar.start, triads[best][0], triads[best][1]))
-        previous = best
-    return chords
+    scale = {(tonic + MAJOR[(rot + i) % 7] - MAJOR[rot]) % 12 for i in range(7)}
+    total = sum(d for _, d, _, _ in melody) or 1.0
+    return sum(d for _, d, p, _ in melody if p % 12 in scale) / total
 
 
 def chord_symbols(score) -> list[Chord]:
@@ -315,178 +293,6 @@ def chord_symbols(score) -> list[Chord]:
         if pcs:
             out.append((float(cs.offset), root, pcs))
     return sorted(out)
-
-
-class Harmony:
-    """The chord sounding at any time."""
-
-    def __init__(self, chords: list[Chord]):
-        self.chords = chords
-        self.starts = [c[0] for c in chords]
-
-    def at(self, t: float) -> Chord:
-        i = bisect.bisect_right(self.starts, t + 1e-6) - 1
-        return self.chords[max(i, 0)]
-
-
-# -- accompaniment patterns ---------------------------------------------------------------------
-def voiced(pcs: tuple[int, ...], low: int) -> list[int]:
-    """The chord's pitch classes placed in the octave from MIDI note `low` up."""
-    return sorted(low + ((pc - low) % 12) for pc in pcs)
-
-
-def _hits(bar: Bar, subs: list[tuple[int, int]]) -> Iterator[tuple[float, float]]:
-    """(time, room) of the (beat, subdivision) positions that fall inside the bar."""
-    step = bar.beat / bar.division
-    for beat, sub in subs:
-        t = bar.start - bar.phase + beat * bar.beat + sub * step
-        if bar.start - 1e-6 <= t < bar.end - 1e-6:
-            yield t, bar.end - t
-
-
-def _every(bar: Bar, subs_of_beat) -> list[tuple[int, int]]:
-    return [(b, s) for b in range(bar.beats) for s in subs_of_beat]
-
-
-def comp_notes(pattern: str, bars: list[Bar], harmony: Harmony, low: int, velocity: int,
-               rng: np.random.Generator) -> list[Note]:
-    """Chords for piano or guitar in one of PIANO_PATTERNS / GUITAR_PATTERNS."""
-    notes: list[Note] = []
-    for bar in bars:
-        step = bar.beat / bar.division
-        if pattern == "sustain":  # one chord a bar, re-struck at chord changes
-            positions = [(0, 0)] + [(b, 0) for b in range(1, bar.beats)
-                                    if harmony.at(bar.start - bar.phase + b * bar.beat)[0]
-                                    != harmony.at(bar.start - bar.phase + (b - 1) * bar.beat)[0]]
-        elif pattern in ("block", "strum"):
-            positions = _every(bar, [0])
-        elif pattern in ("oompah", "boomchick"):
-            positions = _every(bar, [0])
-        elif pattern == "offbeat":
-            positions = [(0, 0)] + _every(bar, range(1, bar.division))
-        else:  # arpeggio, picking: every subdivision
-            positions = _every(bar, range(bar.division))
-        for i, (t, room) in enumerate(_hits(bar, positions)):
-            _, root, pcs = harmony.at(t)
-            chord = voiced(pcs, low)
-            accent = 8 if abs((t - bar.start + bar.phase) % (bar.beats * bar.beat)) < 1e-6 else 0
-            vel = int(np.clip(velocity + accent + rng.integers(-5, 6), 1, 127))
-            downbeat = abs(((t - bar.start + bar.phase) / bar.beat) % 1) < 1e-6
-            beat_index = int(round((t - bar.start + bar.phase) / bar.beat))
-            if pattern == "sustain":
-                nxt = [b for b, _ in positions if b * bar.beat > t - bar.start + bar.phase + 1e-6]
-                length = min(room, (nxt[0] * bar.beat - (t - bar.start + bar.phase)) if nxt
-                             else room)
-                notes += [(t, length * 0.98, p, vel) for p in chord]
-            elif pattern in ("oompah", "boomchick") and (beat_index == 0 or (
-                    bar.beats == 4 and beat_index == 2)):
-                bass = low - 12 + (root - low) % 12
-                notes.append((t, min(room, bar.beat) * 0.9, bass, vel))
-            elif pattern == "offbeat" and downbeat and beat_index == 0:
-                notes.append((t, min(room, step) * 0.9, low - 12 + (root - low) % 12, vel))
-            elif pattern == "arpeggio":
-                tones = chord + [chord[0] + 12]
-                notes.append((t, min(room, step) * 0.95, tones[i % len(tones)], vel))
-            elif pattern == "picking":
-                if downbeat:  # thumb alternates root and fifth
-                    bass = low - 12 + (root - low) % 12
-                    notes.append((t, min(room, bar.beat) * 0.95,
-                                  bass + (7 if beat_index % 2 else 0), vel))
-                else:
-                    upper = chord[1:] + [chord[0] + 12]
-                    notes.append((t, min(room, step) * 0.9, upper[i % len(upper)], vel - 10))
-            elif pattern == "strum":  # down on the beat, a lighter up-stroke before the next
-                for k, p in enumerate(chord):
-                    notes.append((t + 0.02 * k, min(room, bar.beat) * 0.9 - 0.02 * k, p, vel))
-                up = t + step * (bar.division - 1)
-                if up < bar.end - 1e-6:
-                    for k, p in enumerate(reversed(chord)):
-                        notes.append((up + 0.02 * k, step * 0.8, p, vel - 20))
-            else:  # block, the chord beats of oompah / boomchick / offbeat
-                length = step if pattern == "offbeat" else bar.beat
-                notes += [(t, min(room, length) * 0.9, p, vel) for p in chord]
-    return [n for n in notes if n[1] > 0]
-
-
-def bass_notes(pattern: str, bars: list[Bar], harmony: Harmony, velocity: int,
-               rng: np.random.Generator) -> list[Note]:
-    """A bass line on the chord roots: root | root-fifth | beats | walk."""
-    notes: list[Note] = []
-    for bar in bars:
-        if pattern == "root":
-            positions = [(0, 0)] + [(b, 0) for b in range(1, bar.beats) if harmony.at(
-                bar.start - bar.phase + b * bar.beat) != harmony.at(
-                bar.start - bar.phase + (b - 1) * bar.beat)]
-        elif pattern == "root-fifth":
-            positions = [(0, 0)] + ([(bar.beats // 2, 0)] if bar.beats >= 2 else [])
-        else:  # beats, walk
-            positions = _every(bar, [0])
-        hits = list(_hits(bar, positions))
-        for i, (t, room) in enumerate(hits):
-            _, root, pcs = harmony.at(t)
-            base = 36 + (root - 36) % 12  # C2..B2
-            beat_index = int(round((t - bar.start + bar.phase) / bar.beat))
-            if pattern == "root-fifth" and beat_index:
-                pitch = base + 7
-            elif pattern == "walk":
-                third = voiced(pcs, base)[1] if len(pcs) > 1 else base + 4
-                pitch = [base, third, base + 7, base + 12][beat_index % 4]
-            elif pattern == "beats" and beat_index == bar.beats - 1 and bar.beats >= 3:
-                pitch = base + 7
-            else:
-                pitch = base
-            length = (hits[i + 1][0] - t) if i + 1 < len(hits) else room
-            vel = int(np.clip(velocity + (6 if beat_index == 0 else 0) + rng.integers(-4, 5),
-                              1, 127))
-            notes.append((t, length * 0.92, pitch, vel))
-    return notes
-
-
-KICK, SIDE_STICK, SNARE, CLOSED_HAT, OPEN_HAT, CRASH, RIDE, TAMBOURINE = \
-    36, 37, 38, 42, 46, 49, 51, 54
-
-
-def drum_notes(pattern: str, bars: list[Bar], velocity: int,
-               rng: np.random.Generator) -> list[Note]:
-    """Kick, snare and cymbals from the meter: backbeat | light | shuffle."""
-    notes: list[Note] = []
-    first_full = next((i for i, b in enumerate(bars) if b.phase == 0), 0)
-    for n, bar in enumerate(bars):
-        step = bar.beat / bar.division
-        for beat in range(bar.beats):
-            for sub in range(bar.division):
-                t = bar.start - bar.phase + beat * bar.beat + sub * step
-                if not bar.start - 1e-6 <= t < bar.end - 1e-6:
-                    continue
-                jitter = int(rng.integers(-6, 7))
-                hits = []
-                if sub == 0:
-                    kick = beat == 0 or (bar.beats == 4 and beat == 2)
-                    back = (beat % 2 == 1) if bar.beats % 2 == 0 else beat > 0
-                    if bar.compound:
-                        kick, back = beat % 2 == 0, beat % 2 == 1
-                    if kick:
-                        hits.append((KICK, velocity))
-                    if back:
-                        hits.append((SIDE_STICK if pattern == "light" else SNARE, velocity - 12))
-                    if n == first_full and beat == 0 and pattern != "light":
-                        hits.append((CRASH, velocity - 10))
-                cymbal = {"backbeat": CLOSED_HAT, "light": RIDE, "shuffle": CLOSED_HAT}[pattern]
-                if pattern == "light" and sub:
-                    cymbal = TAMBOURINE if bar.compound else 0
-                if pattern == "shuffle" and sub == bar.division - 1 and beat == bar.beats - 1:
-                    cymbal = OPEN_HAT
-                if cymbal:
-                    hits.append((cymbal, velocity - (25 if sub else 15)))
-                notes += [(t, step * 0.9, key, int(np.clip(v + jitter, 1, 127)))
-                          for key, v in hits]
-    return notes
-
-
-PIANO_PATTERNS = ("block", "sustain", "oompah", "offbeat")
-GUITAR_PATTERNS = ("arpeggio", "strum", "boomchick", "picking")
-BASS_PATTERNS = ("root", "root-fifth", "beats", "walk")
-DRUM_PATTERNS = ("backbeat", "light", "shuffle")
 
 
 # -- recipes -------------------------------------------------------------------------------
@@ -512,6 +318,7 @@ def into_range(notes: list[Note], low: int, high: int) -> list[Note]:
 
 
 def folk_band(score, rng: np.random.Generator, solo_piano: bool = False) -> Arrangement:
+    """The tune's melody with a band drawn for it (see band.py), or a piano's two hands."""
     melody = melody_of(score)
     length = max(s + d for s, d, _, _ in melody)
     bars = [b for b in bars_of(score, length) if b.start < length - 1e-6]
@@ -520,11 +327,16 @@ def folk_band(score, rng: np.random.Generator, solo_piano: bool = False) -> Arra
         tonic, mode = key_of(score, melody)
         chords, chord_source = infer_chords(melody, bars, tonic, mode), "inferred"
     harmony = Harmony(chords)
+    if len(bars) > 1 and bars[0].phase > 0:  # the band comes in after the pickup
+        bars = bars[1:]
     compound = bars[0].compound if bars else False
     tempo = tempo_of(score, 150.0 if compound else 108.0)
     title = title_of(score)
     bar_starts = [b.start for b in bars]
-    pick = lambda options: str(rng.choice(options))  # noqa: E731
+
+    def pick(options: tuple[str, ...]) -> str:
+        return str(rng.choice(options))
+
     if solo_piano:
         right = into_range(melody, 62, 86)
         left = comp_notes(pick(PIANO_PATTERNS), bars, harmony, 48, 58, rng)

@@ -1,12 +1,28 @@
 """`python -m stemcodec.render`: scores -> a multitrack corpus of exact stems (FluidSynth).
 
-    python -m stemcodec.render INPUT... --out CORPUS [--recipe NAME] [--variants 3] [--jobs 2]
+    python -m stemcodec.render INPUT... --out CORPUS [--recipe NAME] [--variants 3]
     python -m stemcodec.render --recipe folk-band --limit 40 --out CORPUS
     python -m stemcodec.render --list-recipes
 
-Each piece is written as CORPUS/<piece-id>/<slot>.wav (mono float32), mix.wav (the sum of
-the stems: one gain for the whole piece keeps it under -1 dBFS) and meta.json, first into a
-hidden temporary folder that is renamed into place when complete.
+INPUT: MIDI files, scores music21 reads (MusicXML, kern, ABC), folders of them, or music21
+corpus names (bach/bwv66.6). With no INPUT, the recipe's own pieces (the first 200 unless
+--limit says otherwise).
+
+Each piece is written as
+
+    CORPUS/<piece-id>/<slot>.wav   one stem per slot (mono float32 unless --channels/--pcm16)
+                      mix.wav      the sum of the stems as written (float32)
+                      meta.json    source, recipe, programs, tempo, transposition, seed...
+
+Per piece: parse -> arrange onto slots -> vary (variant > 0: transpose, tempo, velocity) ->
+cut at a bar line before --max-seconds -> draw one GM program per slot -> one MIDI file per
+slot, rendered by fluidsynth -> stems padded to one length (the longest, release tail kept up
+to 2 s past the last note) -> one gain for the whole piece (mix and every stem peak at
+-1 dBFS) -> stems, then mix.wav, then meta.json, in `CORPUS/.<piece-id>.tmp/`, renamed into
+place at the end. A piece is done when its folder (with meta.json) exists: a rerun skips it,
+and a crashed run leaves only a hidden .tmp folder, removed by the next run.
+
+Seeds come from (--seed, piece id), so the audio depends neither on --jobs nor on order.
 """
 
 from __future__ import annotations
@@ -15,12 +31,14 @@ import argparse
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,330 +49,241 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from ..audio import save_audio
+from ..audio import is_silent, save_audio
 from ..errors import UserError, cli
-from .recipes import (
-    RECIPES,
-    Arrangement,
-    Note,
-    ScoreError,
-    Source,
-    arrange,
-    load_tune,
-    recipe_sources,
-)
+from .arrangement import Arrangement, ScoreError, Track, cut, vary
+from .inputs import arrange_input, find_inputs
+from .instruments import draw_like, draw_program, program_name, slot_of_program
+from .recipes import RECIPES, Source, arrange, load_score
+from .synth import find_synth, synthesize, write_midi
 
 logger = logging.getLogger(__name__)
 
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
-              "/usr/share/soundfonts/FluidR3_GM.sf2", "/usr/share/soundfonts/default.sf2")
-
-# GM programs (0-based) each slot draws from: one per piece, so timbre varies across the
-# corpus and stays fixed within a piece. Drums: GM drum kits (bank 128 presets).
-FAMILIES: dict[str, list[int]] = {
-    "piano": [0, 1, 2, 4, 5, 6, 7],
-    "guitar": [24, 25, 26, 27, 28, 29, 30],
-    "bass": [32, 33, 34, 35, 36, 38, 39],
-    "other": [40, 41, 42, 48, 49, 56, 57, 60, 64, 65, 68, 71, 73, 80, 81],
-    "vocals": [52, 53, 54, 85],
-    "drums": [0, 8, 16, 24, 25, 32, 40],
-}
+DEFAULT_LIMIT = 200  # a recipe's own pieces rendered when --limit is not given
+TAIL_SECONDS = 2.0  # release and reverb kept after the last note
+FADE_SECONDS = 0.05  # where a longer tail is cut
+PEAK_DB = -1.0
+MAX_GAIN = 16.0
 
 
-class RenderError(UserError):
-    pass
-
-
-def slot_of_program(program: int, is_drum: bool, name: str = "") -> str:
-    """The slot of a GM program (0-based) or part name."""
-    lowered = name.lower()
-    if is_drum:
-        return "drums"
-    if any(w in lowered for w in ("voice", "vocal", "sing", "choir")) or program in (52, 53, 54, 85):
-        return "vocals"
-    if 0 <= program <= 7:
-        return "piano"
-    if 24 <= program <= 31:
-        return "guitar"
-    if 32 <= program <= 39:
-        return "bass"
-    return "other"
-
-
-def find_soundfont(path: str | None) -> Path:
-    if path is not None:
-        if not Path(path).is_file():
-            raise RenderError(f"--soundfont {path} does not exist")
-        return Path(path)
-    if shutil.which("fluidsynth") is None:
-        raise RenderError("fluidsynth is not installed: install the Debian packages fluidsynth "
-                          "and fluid-soundfont-gm (apt-get install fluidsynth fluid-soundfont-gm)")
-    for candidate in SOUNDFONTS:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    raise RenderError("no General MIDI SoundFont found: install the Debian package "
-                      "fluid-soundfont-gm, or point at one with --soundfont PATH")
-
-
-# -- one piece ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Job:
     piece_id: str
-    kind: str  # folk | chorale | midi | score
     source: Source
     recipe: str | None
     variant: int
     seed: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     out: Path
-    sample_rate: int
     soundfont: Path
-    max_seconds: float
-    min_seconds: float
-    overwrite: bool
+    sample_rate: int = 24000
+    channels: int = 1
+    max_seconds: float = 30.0
+    min_seconds: float = 4.0
+    reprogram: bool = False
+    reverb: bool = True
+    pcm16: bool = False
 
 
 def piece_seed(seed: int, piece_id: str) -> int:
-    """A seed from (--seed, piece id): results do not depend on --jobs or order."""
     return int(hashlib.sha256(f"{seed}:{piece_id}".encode()).hexdigest()[:8], 16)
 
 
-def vary(arr: Arrangement, variant: int, rng: np.random.Generator) -> tuple[Arrangement, dict]:
-    """Variant 0 is the score as written; others transpose and change tempo and velocity."""
-    transpose = int(rng.integers(-5, 7)) if variant else 0
-    tempo_scale = float(rng.uniform(0.85, 1.2)) if variant else 1.0
-    velocity_scale = float(rng.uniform(0.8, 1.1)) if variant else 1.0
-    parts = {}
-    for slot, notes in arr.parts.items():
-        shift = 0 if slot in arr.drum_slots else transpose
-        parts[slot] = [(s, d, min(127, max(0, p + shift)),
-                        int(min(127, max(1, v * velocity_scale)))) for s, d, p, v in notes]
-    tempo = arr.tempo
-    while tempo > 180:  # ABC tempos are often given per eighth note: keep it playable
-        tempo /= 2
-    while tempo < 50:
-        tempo *= 2
-    varied = Arrangement(parts, tempo * tempo_scale, arr.title, arr.drum_slots)
-    return varied, {"transpose": transpose, "tempo_scale": round(tempo_scale, 4),
-                    "velocity_scale": round(velocity_scale, 4)}
+def make_jobs(sources: Sequence[Source], recipe: str | None, variants: int,
+              seed: int) -> list[Job]:
+    """Variants 0..N-1 of every source, each with its own piece id and seed."""
+    jobs, seen = [], set()
+    prefix = f"{recipe}_" if recipe else ""
+    for source in sources:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix + source.name).strip("._")[:100]
+        base, n = base or "piece", 1
+        while base in seen:  # same folder and file names from different places
+            n += 1
+            base = f"{base.rsplit('~', 1)[0]}~{n}"
+        seen.add(base)
+        for v in range(variants):
+            piece_id = f"{base}_v{v}"
+            jobs.append(Job(piece_id, source, recipe, v, piece_seed(seed, piece_id)))
+    return jobs
 
 
-def to_midi(notes: list[Note], tempo: float, program: int, is_drum: bool, max_seconds: float):
-    import pretty_midi
-    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
-    inst = pretty_midi.Instrument(program=0 if is_drum else program, is_drum=is_drum)
-    spq = 60.0 / tempo
-    for start, dur, pitch, vel in notes:
-        t0, t1 = start * spq, min((start + dur) * spq, max_seconds)
-        if t1 - t0 < 0.02:  # a note cut to nothing would lose its note-off and ring forever
-            continue
-        inst.notes.append(pretty_midi.Note(velocity=vel, pitch=pitch, start=t0, end=t1))
-    if is_drum and program:  # a drum kit other than Standard: select it with a program change
-        inst.program = program
-    pm.instruments.append(inst)
-    return pm
+# -- one piece ----------------------------------------------------------------------------
+def load_arrangement(job: Job, rng: np.random.Generator) -> Arrangement:
+    source = job.source
+    if source.kind in ("folk", "chorale", "piano"):  # a recipe's own piece
+        return arrange(source.kind, load_score(source), job.recipe, rng)
+    return arrange_input(source, job.recipe, rng)
 
 
-def synthesize(midi_path: Path, wav_path: Path, soundfont: Path, rate: int,
-               seconds: float) -> np.ndarray:
-    """Render a MIDI file with the fluidsynth CLI; returns mono float32 samples.
+def choose_programs(arr: Arrangement, recipe: str | None, reprogram: bool,
+                    rng: np.random.Generator) -> dict[str, list[tuple[Track, int]]]:
+    """(track, program) per slot. Recipes and tracks without a program of their own (or with
+    one of another slot's family) take the slot's drawn program; otherwise a track keeps its
+    program, or with `reprogram` gets one drawn from its own GM family of eight."""
+    chosen: dict[str, list[tuple[Track, int]]] = {}
+    for slot in arr.slots():
+        drawn = draw_program(slot, rng)
+        alike: dict[int, int] = {}
+        pairs = []
+        for track in arr.parts[slot]:
+            if not track.notes:
+                continue
+            own = track.program
+            if recipe is not None or own is None or slot_of_program(own, track.is_drum) != slot:
+                program = drawn
+            elif reprogram:  # one draw per GM family in the slot
+                family = -1 if track.is_drum else own // 8
+                if family not in alike:
+                    alike[family] = draw_like(own, track.is_drum, rng)
+                program = alike[family]
+            else:
+                program = own
+            pairs.append((track, int(program)))
+        chosen[slot] = pairs
+    return chosen
 
-    A stuck note could keep fluidsynth rendering for ever: a time limit far above the
-    piece's own length turns that into a skipped piece.
-    """
-    cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-C", "0", "-r", str(rate), "-F",
-           str(wav_path), str(soundfont), str(midi_path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30 + seconds)
-    except subprocess.TimeoutExpired:
-        raise ScoreError("fluidsynth did not finish (a note that never ends?)") from None
-    if proc.returncode != 0 or not wav_path.is_file():
-        raise ScoreError(f"fluidsynth failed: {(proc.stderr or proc.stdout).strip()[:120]}")
-    data, _ = sf.read(str(wav_path), dtype="float32", always_2d=True)
-    return data.mean(axis=1)
+
+@dataclass
+class Plan:
+    """Everything about a piece but its sound."""
+
+    arrangement: Arrangement
+    changes: dict  # transpose, tempo_scale, velocity_scale
+    programs: dict[str, list[tuple[Track, int]]]
+
+    @property
+    def seconds(self) -> float:
+        return self.arrangement.length() * 60.0 / self.arrangement.tempo
+
+
+def plan_piece(job: Job, settings: Settings) -> Plan:
+    """Parse, arrange, vary, cut and draw programs: all seeded by the job's seed."""
+    arr_rng, vary_rng, program_rng = (np.random.default_rng(s) for s in
+                                      np.random.SeedSequence(job.seed).spawn(3))
+    with warnings.catch_warnings():  # music21 warns about every odd measure
+        warnings.simplefilter("ignore")
+        arrangement = load_arrangement(job, arr_rng)
+    arrangement, changes = vary(arrangement, job.variant, vary_rng)
+    qps = arrangement.tempo / 60.0
+    arrangement = cut(arrangement, settings.max_seconds * qps, settings.min_seconds * qps)
+    if not arrangement.slots():
+        raise ScoreError("no notes")
+    programs = choose_programs(arrangement, job.recipe, settings.reprogram, program_rng)
+    return Plan(arrangement, changes, programs)
 
 
 def render_piece(job: Job, settings: Settings) -> dict:
-    """Render one piece into place. Returns its meta; raises ScoreError for bad input."""
-    final = settings.out / job.piece_id
-    rng = np.random.default_rng(job.seed)
-    arrangement = load_arrangement(job)
-    if not any(arrangement.parts.values()):
+    """Render one piece into place and return its meta; ScoreError for an unusable piece."""
+    plan = plan_piece(job, settings)
+    arrangement, changes, programs = plan.arrangement, plan.changes, plan.programs
+    music_seconds = plan.seconds
+    if music_seconds < settings.min_seconds:
+        raise ScoreError(f"too short ({music_seconds:.1f} s, --min-seconds "
+                         f"{settings.min_seconds:g})")
+    required = RECIPES[job.recipe].slots if job.recipe else ()
+    missing = [s for s in required if s not in arrangement.slots()]
+    if missing:
+        raise ScoreError(f"no notes for {', '.join(missing)}")
+    stems = synthesize_stems(programs, arrangement.tempo, settings,
+                             timeout=60.0 + 4 * music_seconds)
+    stems, gain = level(stems, settings.sample_rate, music_seconds)
+    for slot in list(stems):
+        if is_silent(torch.from_numpy(stems[slot])):
+            if slot in required:
+                raise ScoreError(f"{slot} came out silent")
+            logger.info("%s: %s is silent, left out", job.piece_id, slot)
+            del stems[slot]
+    meta = {
+        "piece_id": job.piece_id,
+        "source": str(job.source),
+        "recipe": job.recipe,
+        "title": arrangement.title,
+        "variant": job.variant,
+        "seed": job.seed,
+        "slots": list(stems),
+        "programs": {s: _one_or_list([p for _, p in programs[s]]) for s in stems},
+        "instruments": {s: _one_or_list([program_name(p, t.is_drum) for t, p in programs[s]])
+                        for s in stems},
+        "tempo": round(arrangement.tempo, 3),
+        **changes,
+        "duration": round(next(iter(stems.values())).shape[-1] / settings.sample_rate, 4),
+        "sample_rate": settings.sample_rate,
+        "channels": settings.channels,
+        "gain": round(gain, 6),
+        "format": "pcm16 stems, float32 mix" if settings.pcm16 else "float32",
+        "soundfont": settings.soundfont.name,
+        "reverb": settings.reverb,
+        **({"arrangement": arrangement.info} if arrangement.info else {}),
+    }
+    write_piece(settings.out, job.piece_id, stems, meta, settings)
+    return meta
+
+
+def synthesize_stems(programs: dict[str, list[tuple[Track, int]]], tempo: float,
+                     settings: Settings, timeout: float) -> dict[str, np.ndarray]:
+    stems = {}
+    with tempfile.TemporaryDirectory(prefix="stemcodec-render-") as work:
+        for slot, pairs in programs.items():
+            midi_path, wav_path = Path(work) / f"{slot}.mid", Path(work) / f"{slot}.wav"
+            if not write_midi(pairs, tempo, midi_path):
+                continue
+            stems[slot] = synthesize(midi_path, wav_path, settings.soundfont,
+                                     settings.sample_rate, settings.channels, settings.reverb,
+                                     timeout)
+    if not stems:
         raise ScoreError("no notes")
-    arrangement, changes = vary(arrangement, job.variant, rng)
-    programs = {slot: int(rng.choice(FAMILIES[slot])) for slot in sorted(arrangement.parts)}
-    tmp = settings.out / f".{job.piece_id}.tmp"
+    return stems
+
+
+def level(stems: dict[str, np.ndarray], rate: int,
+          music_seconds: float) -> tuple[dict[str, np.ndarray], float]:
+    """Pad every stem to the longest (at most TAIL_SECONDS past the music, faded out where
+    cut) and scale all by one gain: the mix and every stem peak at PEAK_DB."""
+    longest = max(s.shape[-1] for s in stems.values())
+    length = min(longest, int(round((music_seconds + TAIL_SECONDS) * rate)))
+    block = np.zeros((len(stems), next(iter(stems.values())).shape[0], length), np.float32)
+    for i, stem in enumerate(stems.values()):
+        block[i, :, : min(stem.shape[-1], length)] = stem[:, :length]
+    if longest > length:
+        fade = int(FADE_SECONDS * rate)
+        block[..., length - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    peak = max(float(np.abs(block.sum(axis=0)).max()), float(np.abs(block).max()))
+    gain = min(MAX_GAIN, 10 ** (PEAK_DB / 20) / peak) if peak > 0 else 1.0
+    block *= np.float32(gain)
+    return dict(zip(stems, block)), gain
+
+
+def write_piece(out: Path, piece_id: str, stems: dict[str, np.ndarray], meta: dict,
+                settings: Settings) -> None:
+    """Stems, then mix.wav (the sum of the stems as read back), then meta.json, in a hidden
+    folder renamed into place: a piece folder exists only when complete."""
+    tmp = out / f".{piece_id}.tmp"
+    final = out / piece_id
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        stems = {}
-        with tempfile.TemporaryDirectory() as work:
-            for slot, notes in sorted(arrangement.parts.items()):
-                if not notes:
-                    continue
-                is_drum = slot in arrangement.drum_slots
-                midi = to_midi(notes, arrangement.tempo, programs[slot], is_drum,
-                               settings.max_seconds)
-                if not midi.instruments[0].notes:
-                    continue
-                midi.write(str(Path(work) / f"{slot}.mid"))
-                stems[slot] = synthesize(Path(work) / f"{slot}.mid", Path(work) / f"{slot}.wav",
-                                         settings.soundfont, settings.sample_rate,
-                                         settings.max_seconds)
-        if not stems:
-            raise ScoreError("no notes")
-        length = min(max(len(s) for s in stems.values()),
-                     int((settings.max_seconds + 1.0) * settings.sample_rate))
-        if length < settings.min_seconds * settings.sample_rate:
-            raise ScoreError(f"too short ({length / settings.sample_rate:.1f} s)")
-        block = np.zeros((len(stems), length), dtype=np.float32)
-        for i, s in enumerate(stems.values()):
-            block[i, : min(len(s), length)] = s[:length]
-        peak = float(np.abs(block.sum(axis=0)).max())
-        gain = min(1.0, 10 ** (-1 / 20) / peak) if peak > 0 else 1.0
-        block *= gain
-        for slot, samples in zip(stems, block):
-            save_audio(tmp / f"{slot}.wav", torch.from_numpy(samples)[None], settings.sample_rate)
-        save_audio(tmp / "mix.wav", torch.from_numpy(block.sum(axis=0))[None],
+        total = None
+        for slot, samples in stems.items():
+            path = save_audio(tmp / f"{slot}.wav", torch.from_numpy(samples),
+                              settings.sample_rate, "PCM_16" if settings.pcm16 else None)
+            written, _ = sf.read(str(path), dtype="float32", always_2d=True)
+            total = written if total is None else total + written
+        save_audio(tmp / "mix.wav", torch.from_numpy(np.ascontiguousarray(total.T)),
                    settings.sample_rate)
-        meta = {
-            "piece_id": job.piece_id, "source": _display(job.source.path), "tune": job.source.index,
-            "title": arrangement.title, "recipe": job.recipe, "variant": job.variant,
-            "seed": job.seed, "programs": {s: programs[s] for s in stems},
-            "tempo": round(arrangement.tempo, 3), **changes, "gain": gain,
-            "duration": length / settings.sample_rate, "sample_rate": settings.sample_rate,
-            "slots": list(stems),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")  # last: marks done
-        shutil.rmtree(final, ignore_errors=True)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if final.exists():  # --overwrite
+            shutil.rmtree(final)
         os.replace(tmp, final)
-        return meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_arrangement(job: Job) -> Arrangement:
-    if job.kind in ("folk", "chorale"):
-        return arrange(job.kind, load_tune(job.source), job.recipe)
-    if job.kind == "midi":
-        return midi_arrangement(Path(job.source.path), job.recipe)
-    score = load_tune(job.source)
-    if job.recipe == "folk-band":
-        return arrange("folk", score, job.recipe)
-    if job.recipe in ("chorales", "solo-piano") and len(getattr(score, "parts", [])) >= 4:
-        return arrange("chorale", score, job.recipe)
-    return score_arrangement(score, job.recipe)
-
-
-def score_arrangement(score, recipe: str | None) -> Arrangement:
-    """A score's parts onto slots by their instrument (program or name)."""
-    from .recipes import part_notes, tempo_of
-    parts: dict[str, list[Note]] = {}
-    for part in getattr(score, "parts", [score]):
-        notes = part_notes(part)
-        if not notes:
-            continue
-        inst = part.getInstrument(returnDefault=True)
-        program = inst.midiProgram if inst.midiProgram is not None else 0
-        name = f"{inst.instrumentName or ''} {part.partName or ''}"
-        slot = "piano" if recipe == "solo-piano" else slot_of_program(program, False, name)
-        parts.setdefault(slot, []).extend(notes)
-    if not parts:
-        raise ScoreError("no notes")
-    return Arrangement(parts, tempo_of(score))
-
-
-def midi_arrangement(path: Path, recipe: str | None) -> Arrangement:
-    """A MIDI file's instruments onto slots by GM family (several parts merge into a slot)."""
-    import pretty_midi
-    try:
-        pm = pretty_midi.PrettyMIDI(str(path))
-    except Exception as exc:  # mido/pretty_midi raise many kinds for a broken file
-        raise ScoreError(f"not a readable MIDI file ({type(exc).__name__})") from None
-    tempo = 120.0
-    _, tempi = pm.get_tempo_changes()
-    if len(tempi):
-        tempo = float(tempi[0])
-    spq = 60.0 / tempo
-    pitched = any(inst.notes for inst in pm.instruments if not inst.is_drum)
-    if not pitched and any(inst.notes for inst in pm.instruments) and recipe is not None:
-        raise ScoreError("only drums, and the recipe needs pitched parts")
-    parts: dict[str, list[Note]] = {}
-    for inst in pm.instruments:
-        slot = "piano" if recipe == "solo-piano" and not inst.is_drum else \
-            slot_of_program(inst.program, inst.is_drum, inst.name)
-        if recipe == "solo-piano" and inst.is_drum:
-            continue
-        parts.setdefault(slot, []).extend(
-            (n.start / spq, (n.end - n.start) / spq, n.pitch, n.velocity) for n in inst.notes)
-    parts = {k: v for k, v in parts.items() if v}
-    if not parts:
-        raise ScoreError("no notes")
-    return Arrangement(parts, tempo)
-
-
-# -- the run ------------------------------------------------------------------------------------
-SCORE_EXTENSIONS = {".xml", ".musicxml", ".mxl", ".krn", ".abc", ".mei"}
-MIDI_EXTENSIONS = {".mid", ".midi"}
-
-
-def input_jobs(inputs: Sequence[str], recipe: str | None, report) -> list[tuple[str, Source]]:
-    """(kind, source) for user inputs: files, folders, corpus names."""
-    found: list[tuple[str, Source]] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            files = [path]
-        else:
-            from music21 import corpus
-            try:
-                resolved = corpus.getWork(item)
-            except Exception:
-                resolved = None
-            if not resolved:
-                report(item, "not a file, folder, or music21 corpus name")
-                continue
-            resolved = resolved if isinstance(resolved, list) else [resolved]
-            files = [Path(str(r)) for r in resolved[:1]]
-        for f in files:
-            ext = f.suffix.lower()
-            if ext in MIDI_EXTENSIONS:
-                found.append(("midi", Source(str(f))))
-            elif ext in SCORE_EXTENSIONS:
-                found.append(("score", Source(str(f))))
-            elif path.is_file():
-                report(f, f"unsupported file type '{ext}'")
-    return found
-
-
-def make_jobs(sources: list[tuple[str, Source]], recipe: str | None, variants: int,
-              seed: int) -> list[Job]:
-    jobs, seen = [], set()
-    for kind, source in sources:
-        base = _slug(source.name)
-        while base in seen:
-            base += "_"
-        seen.add(base)
-        for v in range(variants):
-            piece_id = f"{base}_v{v}"
-            jobs.append(Job(piece_id, kind, source, recipe, v, piece_seed(seed, piece_id)))
-    return jobs
-
-
-def _display(path: str) -> str:
-    """Corpus files as `music21:<collection>/<file>`, other paths as given."""
-    marker = "/music21/corpus/"
-    return "music21:" + path.split(marker, 1)[1] if marker in path else path
-
-
-def _slug(text: str) -> str:
-    import re
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:80] or "piece"
+def _one_or_list(items: list):
+    unique = list(dict.fromkeys(items))
+    return unique[0] if len(unique) == 1 else unique
 
 
 def _run_job(args: tuple[Job, Settings]) -> tuple[Job, dict | None, str | None]:
@@ -363,100 +292,171 @@ def _run_job(args: tuple[Job, Settings]) -> tuple[Job, dict | None, str | None]:
         return job, render_piece(job, settings), None
     except ScoreError as exc:
         return job, None, str(exc)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            ZeroDivisionError) as exc:  # a score that trips music21 or us: one piece lost
+        logger.debug("%s failed", job.piece_id, exc_info=True)
+        return job, None, f"failed ({type(exc).__name__}: {str(exc)[:100]})"
 
 
+# -- the command ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stemcodec render", description=__doc__.splitlines()[0])
-    p.add_argument("inputs", nargs="*", help="MIDI files, score files, folders, music21 corpus "
-                                             "names (bach/bwv66.6); none: the recipe's own pieces")
+    p = argparse.ArgumentParser(
+        prog="stemcodec render", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Render scores into a multitrack corpus of exact stems (FluidSynth).",
+        epilog="recipes: " + "; ".join(f"{n} ({', '.join(r.slots)})" for n, r in RECIPES.items()))
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="MIDI or score files, folders of them, music21 corpus names "
+                        "(bach/bwv66.6); none: the recipe's own pieces")
     p.add_argument("--out", type=Path, help="corpus folder to write")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+    p.add_argument("--recipe", choices=list(RECIPES), default=None,
                    help="how to arrange the pieces (and, with no INPUT, which pieces)")
-    p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
-    p.add_argument("--limit", type=int, default=None, help="render only the first N pieces")
-    p.add_argument("--variants", type=int, default=1,
-                   help="versions per piece (transposed, other tempo, velocity, programs)")
+    p.add_argument("--list-recipes", action="store_true",
+                   help="list the recipes with their slots and pieces, and exit")
+    p.add_argument("--limit", default=None, metavar="N|all",
+                   help=f"only the first N pieces (default: {DEFAULT_LIMIT} of a recipe's own "
+                        "pieces, all INPUT pieces)")
+    p.add_argument("--variants", type=int, default=3,
+                   help="versions per piece; variant 0 as written, the others transposed, "
+                        "faster or slower, louder or softer (default 3); all draw programs")
     p.add_argument("--sample-rate", type=int, default=24000)
+    p.add_argument("--channels", type=int, choices=(1, 2), default=1, help="1 mono, 2 stereo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-seconds", type=float, default=30.0, help="cut pieces at this length")
-    p.add_argument("--min-seconds", type=float, default=2.0, help="skip shorter pieces")
-    p.add_argument("--jobs", type=int, default=1, help="pieces rendered in parallel")
-    p.add_argument("--soundfont", default=None, help="a General MIDI .sf2 (default: Debian's)")
+    p.add_argument("--max-seconds", type=float, default=30.0,
+                   help="cut pieces at the last bar line before this (default 30)")
+    p.add_argument("--min-seconds", type=float, default=4.0, help="skip shorter pieces")
+    p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                   help="pieces rendered in parallel (default: the CPU cores)")
+    p.add_argument("--soundfont", default=None,
+                   help="a General MIDI .sf2 (default: Debian's FluidR3_GM.sf2)")
+    p.add_argument("--reprogram", action="store_true",
+                   help="INPUT files without a recipe: draw each part's program from its GM "
+                        "family instead of keeping the file's own")
+    p.add_argument("--dry", action="store_true", help="no reverb")
+    p.add_argument("--pcm16", action="store_true",
+                   help="16-bit stems (40%% less disk); mix.wav stays their exact float sum")
     p.add_argument("--overwrite", action="store_true", help="render finished pieces again")
     return p
+
+
+def list_recipes() -> None:
+    for name, recipe in RECIPES.items():
+        print(f"{name:<11} {len(recipe.sources()):>6} pieces  slots: {', '.join(recipe.slots)}"
+              f"  ({recipe.text})")
+    print(f"(a recipe renders its first {DEFAULT_LIMIT} pieces unless --limit N|all says "
+          "otherwise, each in --variants versions, 3 by default)")
+
+
+def parse_limit(text: str | None, own_pieces: bool) -> int | None:
+    if text is None:
+        return DEFAULT_LIMIT if own_pieces else None
+    if text.lower() in ("all", "0"):
+        return None
+    if not text.isdigit():
+        raise UserError(f"--limit {text}: give a positive number or 'all'")
+    return int(text)
+
+
+def check_settings(args) -> None:
+    if args.out is None:
+        raise UserError("--out CORPUS_DIR is required")
+    if not args.inputs and args.recipe is None:
+        raise UserError(f"give INPUT files, folders or corpus names, or --recipe NAME "
+                        f"({', '.join(RECIPES)}); --list-recipes shows the recipes")
+    if args.variants < 1 or args.jobs < 1:
+        raise UserError("--variants and --jobs must be at least 1")
+    if not 8000 <= args.sample_rate <= 96000:
+        raise UserError(f"--sample-rate {args.sample_rate}: fluidsynth renders 8000-96000 Hz")
+    if not 0 < args.min_seconds < args.max_seconds:
+        raise UserError("--min-seconds must be positive and below --max-seconds")
+
+
+def check_existing(out: Path, jobs: list[Job], settings: Settings) -> list[Job]:
+    """Jobs still to do; a finished piece rendered at another rate or channel count is an
+    error (a corpus has one format)."""
+    todo = []
+    for job in jobs:
+        meta_path = out / job.piece_id / "meta.json"
+        if not meta_path.is_file():
+            todo.append(job)
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            todo.append(job)
+            continue
+        found = (meta.get("sample_rate"), meta.get("channels", 1))
+        if found != (settings.sample_rate, settings.channels):
+            raise UserError(f"{out} holds pieces at {found[0]} Hz, {found[1]} channel(s); "
+                            "render into another folder, or use the same --sample-rate and "
+                            "--channels, or --overwrite")
+    return todo
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_recipes:
-        from .recipes import chorale_sources, folk_sources
-        counts = {"folk-band": len(folk_sources()), "chorales": len(chorale_sources())}
-        counts["solo-piano"] = counts["folk-band"] + counts["chorales"]
-        for name, (slots, text) in RECIPES.items():
-            print(f"{name:<11} {counts[name]:>5} pieces  slots: {slots}  ({text})")
+        list_recipes()
         return 0
-    if args.out is None:
-        raise UserError("--out CORPUS_DIR is required")
-    if not args.inputs and args.recipe is None:
-        raise UserError("give INPUT files/folders/corpus names, or --recipe NAME "
-                        f"({', '.join(RECIPES)}); --list-recipes shows them")
-    if args.variants < 1 or (args.limit is not None and args.limit < 1):
-        raise UserError("--variants and --limit must be positive")
-    soundfont = find_soundfont(args.soundfont)
-    settings = Settings(args.out, args.sample_rate, soundfont, args.max_seconds,
-                        args.min_seconds, args.overwrite)
+    check_settings(args)
+    limit = parse_limit(args.limit, own_pieces=not args.inputs)
+    soundfont = find_synth(args.soundfont)
+    settings = Settings(args.out, soundfont, args.sample_rate, args.channels, args.max_seconds,
+                        args.min_seconds, args.reprogram, not args.dry, args.pcm16)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in args.out.glob(".*.tmp"):  # pieces an interrupted run left unfinished
         shutil.rmtree(stale, ignore_errors=True)
-    skipped: list[str] = []
+
+    skipped, told = 0, set()
 
     def report(item, reason: str) -> None:
-        skipped.append(str(item))
-        tqdm.write(f"skipped {item}: {reason}", file=sys.stderr)
+        """One line per input (its variants fail alike); each piece counts."""
+        nonlocal skipped
+        skipped += 1
+        if str(item) not in told:
+            told.add(str(item))
+            tqdm.write(f"skipped {item}: {reason}", file=sys.stderr)
 
     if args.inputs:
-        sources = input_jobs(args.inputs, args.recipe, report)
+        sources = find_inputs(args.inputs, report)
     else:
-        sources = []
-        for kind, source in recipe_sources(args.recipe):
-            sources.append((kind, source))
-            if args.limit is not None and len(sources) >= args.limit:
-                break
-    if args.limit is not None:
-        sources = sources[: args.limit]
+        sources = list(RECIPES[args.recipe].sources())
+    sources = sources[:limit] if limit is not None else sources
     jobs = make_jobs(sources, args.recipe, args.variants, args.seed)
-    todo = [j for j in jobs if args.overwrite or not (args.out / j.piece_id / "meta.json").is_file()]
-    done_before = len(jobs) - len(todo)
+    todo = jobs if args.overwrite else check_existing(args.out, jobs, settings)
+
     start = time.perf_counter()
     written, seconds = 0, 0.0
-    bar = tqdm(total=len(todo), unit="piece", desc="render", file=sys.stderr, dynamic_ncols=True)
-    work = [(j, settings) for j in todo]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+    work = [(job, settings) for job in todo]
+    with tqdm(total=len(todo), unit="piece", desc="render", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        if args.jobs > 1 and len(work) > 1:
+            # forkserver: forking a process that runs threads (torch, tqdm) can deadlock
+            pool = ProcessPoolExecutor(min(args.jobs, len(work)),
+                                       mp_context=multiprocessing.get_context("forkserver"))
             results = pool.map(_run_job, work, chunksize=1)
-            for job, meta, error in results:
-                written, seconds = _tally(job, meta, error, report, written, seconds, bar)
-    else:
-        for item in work:
-            job, meta, error = _run_job(item)
-            written, seconds = _tally(job, meta, error, report, written, seconds, bar)
-    bar.close()
+        else:
+            pool, results = None, map(_run_job, work)
+        try:
+            for job, meta, error in results:  # in job order, whatever finishes first
+                if error is not None:
+                    report(job.source, error)
+                else:
+                    written += 1
+                    seconds += meta["duration"]
+                bar.update(1)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     took = time.perf_counter() - start
-    speed = f", {seconds / took:.0f}x real time" if took > 0 and seconds else ""
-    print(f"rendered {written} pieces ({seconds / 60:.1f} min of audio) in {took:.1f} s{speed}; "
-          f"{done_before} already there, {len(skipped)} skipped; corpus: {args.out}")
+    speed = f", {seconds / took:.0f}x real time" if written and took > 0 else ""
+    print(f"rendered {written} pieces ({_hours(seconds)} of audio) in {took:.0f} s{speed}; "
+          f"{len(jobs) - len(todo)} already there, {skipped} skipped; corpus: {args.out}")
     return 0
 
 
-def _tally(job, meta, error, report, written, seconds, bar):
-    if error is not None:
-        report(f"{job.source.path}" + (f"#{job.source.index}" if job.source.index else ""), error)
-    else:
-        written += 1
-        seconds += meta["duration"]
-    bar.update(1)
-    return written, seconds
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 if __name__ == "__main__":
