@@ -186,10 +186,8 @@ def evaluate(model, loader, accelerator: Accelerator, cfg: TrainConfig, slots: l
             break
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         inputs, targets, mask = training_tensors(batch, special)
-        logits = model(inputs, batch["instrument"], batch["present"]).float()
-        ce = torch.nn.functional.cross_entropy(
-            logits.flatten(0, -2), targets.clamp_max(special - 1).flatten(), reduction="none"
-        ).view_as(targets)
+        logits = model(inputs, batch["instrument"], batch["present"])
+        ce = MultiStreamTransformer.token_nll(logits, targets)
         nll += (ce * mask).sum(dim=(0, 3)).double()
         count += mask.sum(dim=(0, 3)).double()
     nll, count = accelerator.reduce(nll, "sum"), accelerator.reduce(count, "sum")

@@ -200,11 +200,14 @@ class Preparer:
         t0 = time.perf_counter()
         codes = self.codec.encode(batch.to(self.device)).cpu()  # [K', Q, T]
         mix_codes = None
-        if mix is not None:
+        if mix is not None and song.kind == "single":
+            mix_codes = codes[:1]  # one stem is its own mix: no second encoding
+        elif mix is not None:
             mix_codes = self.codec.encode(_fit(mix, length)[None].to(self.device)).cpu()
         self.stats.encode_time += time.perf_counter() - t0
         seconds = length / self.codec.sample_rate
-        self.stats.encode_seconds += seconds * (len(names) + (mix is not None))
+        mix_encoded = mix_codes is not None and song.kind != "single"
+        self.stats.encode_seconds += seconds * (len(names) + mix_encoded)
 
         full = np.zeros((len(self.slots), codes.shape[1], codes.shape[2]), dtype=np.int64)
         for i, name in enumerate(names):

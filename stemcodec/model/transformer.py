@@ -345,15 +345,19 @@ class MultiStreamTransformer(nn.Module):
         Returns:
             (total, per_codebook[Q]); a codebook with no masked position counts 0.
         """
-        card = logits.shape[-1]
-        ce = F.cross_entropy(logits.flatten(0, -2).float(),
-                             targets.clamp(0, card - 1).flatten(),
-                             reduction="none").view_as(targets)  # (B, K, Q, T)
+        ce = self.token_nll(logits, targets)  # (B, K, Q, T)
         m = mask.to(ce.dtype)
         ce = ce * m
         total = ce.sum() / m.sum().clamp_min(1.0)
         per_codebook = ce.sum(dim=(0, 1, 3)) / m.sum(dim=(0, 1, 3)).clamp_min(1.0)  # (Q,)
         return total, per_codebook
+
+    @staticmethod
+    def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every position, [B, K, Q, T] (special targets clamped, not masked)."""
+        card = logits.shape[-1]
+        return F.cross_entropy(logits.flatten(0, -2).float(), targets.clamp(0, card - 1).flatten(),
+                               reduction="none").view_as(targets)
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> None:
