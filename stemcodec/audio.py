@@ -172,6 +172,20 @@ def mix(stems: list[torch.Tensor], headroom_db: float = -1.0) -> tuple[torch.Ten
     return total * gain, gain
 
 
+def balance(stems: list[torch.Tensor], target_db: float = -20.0,
+            max_boost_db: float = 12.0) -> list[float]:
+    """Gains that bring every non-silent stem to `target_db` RMS, so no generated stem drowns
+    the others. Quiet stems are raised by at most `max_boost_db` (a near-silent stem stays
+    quiet rather than turning its noise up); silent stems keep gain 1."""
+    gains = []
+    for stem in stems:
+        if is_silent(stem):
+            gains.append(1.0)
+        else:
+            gains.append(10 ** (min(target_db - rms_db(stem), max_boost_db) / 20))
+    return gains
+
+
 def save_audio(
     path: str | os.PathLike,
     wav: torch.Tensor,

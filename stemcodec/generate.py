@@ -1,16 +1,19 @@
 """`python -m stemcodec.generate --slots vocals-free:4`: stems that play together, and their mix.
 
-    python -m stemcodec.generate --slots drums,bass,piano --duration 10 --seed 3 --checkpoint runs/mini
+    python -m stemcodec.generate --slots drums,bass,piano --duration 30 --seed 3 --checkpoint runs/mini
     python -m stemcodec.generate --slots vocals-free:4 --given drums=my_drums.wav
+    python -m stemcodec.generate --slots vocals-free:4 --given-mix song.wav --keep drums,bass
+    python -m stemcodec.generate --slots solo-piano --prompt piano=opening.wav
 
-Writes OUT/<slot>.wav per slot, mix.wav, stems.png (a spectrogram lane per slot) and
-meta.json (arguments, seed, checkpoint and codec ids).
+Writes OUT/<slot>.wav per slot, mix.wav (levels balanced, never clipped), stems.png (a
+spectrogram lane per slot) and meta.json (arguments, seed, checkpoint and codec ids).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -19,9 +22,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .audio import load_audio, mix, save_audio
-from .checkpoint import bundled
-from .errors import AudioError, UserError, cli
+from .audio import balance, mix, save_audio
+from .checkpoint import bundled, file_sha256
+from .conditions import Conditions, parse_keep, parse_pairs, read_conditions
+from .errors import UserError, cli
+from .plots import stems_picture
 from .slots import check_instruments, parse_slots
 
 DEFAULT_MODEL = "generator-mini"
@@ -37,6 +42,9 @@ def load_model(checkpoint: str | None, device: str):
                 "train/train.py --config configs/mini.yaml data.cache=CACHE out=runs/mini` "
                 "and pass --checkpoint runs/mini")
         checkpoint = str(path)
+    if not (Path(checkpoint) / "config.json").is_file():
+        raise UserError(f"--checkpoint {checkpoint}: no config.json there; pass a folder written "
+                        "by train/train.py (it holds model.safetensors and config.json)")
     return MultiStreamTransformer.from_pretrained(checkpoint, device=device), checkpoint
 
 
@@ -53,122 +61,161 @@ def codec_for(model, codec_repo: str | None, device: str):
     return codec
 
 
-def parse_given(items: Sequence[str], slots) -> dict[str, Path]:
-    given = {}
-    for item in items:
-        slot, sep, file = item.partition("=")
-        if not sep or not file:
-            raise UserError(f"--given {item}: use SLOT=FILE, e.g. drums=my_drums.wav")
-        if slot not in slots.names:
-            raise UserError(f"--given {item}: '{slot}' is not among --slots {slots}")
-        given[slot] = Path(file)
-    return given
-
-
-def stems_picture(stems: dict[str, torch.Tensor], rate: int, path: Path) -> None:
-    """One log-spectrogram lane per slot, labelled with its instrument."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(len(stems), 1, figsize=(10, 1.6 * len(stems)), sharex=True,
-                             squeeze=False)
-    for ax, (name, wav) in zip(axes[:, 0], stems.items()):
-        spec = torch.stft(wav.mean(0), 1024, 256, window=torch.hann_window(1024),
-                          return_complex=True).abs()
-        db = 20 * torch.log10(spec.clamp_min(1e-5))
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
-                  extent=[0, wav.shape[-1] / rate, 0, rate / 2000], vmin=float(db.max()) - 80)
-        ax.set_ylabel(f"{name}\nkHz")
-    axes[-1, 0].set_xlabel("seconds")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stemcodec generate", description=__doc__.splitlines()[0])
     p.add_argument("--slots", default="vocals-free:4", help="PRESET[:N] or a list (drums,bass)")
     p.add_argument("--checkpoint", default=None, help="a model folder (default: the bundled one)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds (prompt included)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=250)
-    p.add_argument("--top-p", type=float, default=0.0)
-    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=250, help="0 = off")
+    p.add_argument("--top-p", type=float, default=0.0, help="0 = off")
+    p.add_argument("--num-samples", type=int, default=1, help="generated together as a batch")
     p.add_argument("--given", action="append", default=[], metavar="SLOT=FILE",
                    help="a stem to accompany: its tokens are forced, the other slots fit it")
+    p.add_argument("--given-mix", type=Path, default=None, metavar="FILE",
+                   help="a mix to separate; the --keep stems are given, the others regenerated")
+    p.add_argument("--keep", default=None, metavar="SLOTS",
+                   help="with --given-mix: the stems to keep (default drums,bass)")
+    p.add_argument("--prompt", action="append", default=[], metavar="SLOT=FILE",
+                   help="an opening to continue: the slot starts with it and goes on")
+    p.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
+                   help="classifier-free guidance over the given stems (1 = off, e.g. 3)")
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="the most the model sees at once (default: its training window); "
+                        "longer durations slide")
+    p.add_argument("--context", type=float, default=None, metavar="SECONDS",
+                   help="what a sliding window keeps (default 3/4 of the window)")
+    p.add_argument("--separator", default="htdemucs_6s", help="for --given-mix")
+    p.add_argument("--separator-repo", default=None, help="folder of the separator weights")
     p.add_argument("--codec-repo", default=None, help="folder of the codec weights")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
     return p
 
 
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def check_numbers(args: argparse.Namespace) -> None:
+    """The numeric arguments a user can get wrong, one line each."""
     if not args.duration > 0:
         raise UserError(f"--duration {args.duration}: must be a positive number of seconds")
     if args.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
+    if not args.temperature >= 0:
+        raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
+    if args.top_k < 0 or not 0 <= args.top_p <= 1:
+        raise UserError("--top-k must be 0 or more and --top-p between 0 and 1")
+    if not args.cfg > 0:
+        raise UserError(f"--cfg {args.cfg}: must be positive (1 = off)")
+    for name in ("window", "context"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise UserError(f"--{name} {value}: must be a positive number of seconds")
+    if args.keep is not None and args.given_mix is None:
+        raise UserError("--keep chooses stems of --given-mix; add --given-mix FILE")
+
+
+def window_frames(model, codec, args: argparse.Namespace) -> tuple[int, int | None]:
+    """(window, context) in frames: the model's training window unless --window says."""
+    cfg = model.config
+    largest = cfg.max_frames - cfg.num_codebooks
+    trained = (model.training_info or {}).get("window")
+    window = int(round(args.window * codec.frame_rate)) if args.window else (trained or largest)
+    if window > largest:
+        raise UserError(f"--window {args.window:g}: this model holds at most "
+                        f"{largest / codec.frame_rate:.0f} s")
+    context = None if args.context is None else int(round(args.context * codec.frame_rate))
+    if context is not None and context >= window:
+        raise UserError(f"--context {args.context:g}: must be shorter than the window "
+                        f"({window / codec.frame_rate:g} s)")
+    return max(window, 2), context
+
+
+def check_guidance(model, conditions: Conditions, scale: float) -> None:
+    if scale == 1.0:
+        return
+    if not conditions.given_slots:
+        raise UserError("--cfg guides the generated slots towards given stems; add --given or "
+                        "--given-mix (a stem given for the whole duration)")
+    if (model.training_info or {}).get("slot_dropout") is False:
+        raise UserError("--cfg needs a model trained with slot dropout (data.p_all_slots < 1); "
+                        "this checkpoint was not")
+
+
+def write_sample(folder: Path, stems: dict[str, torch.Tensor], rate: int, meta: dict) -> None:
+    """Stems at balanced levels, their mix, the picture and meta.json, into a temporary
+    folder renamed into place, so a folder that exists is complete."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    gains = balance(list(stems.values()))
+    mixed, peak_gain = mix([wav * g for wav, g in zip(stems.values(), gains)])
+    levels = {}
+    for (slot, wav), g in zip(stems.items(), gains):  # the stems add up to mix.wav
+        save_audio(tmp / f"{slot}.wav", wav * g * peak_gain, rate)
+        levels[slot] = g * peak_gain
+    save_audio(tmp / "mix.wav", mixed, rate)
+    stems_picture(stems, rate, tmp / "stems.png", title=str(folder))
+    (tmp / "meta.json").write_text(json.dumps({**meta, "gains": levels}, indent=1) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_numbers(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
     model, checkpoint = load_model(args.checkpoint, device)
     cfg = model.config
     slots = parse_slots(args.slots, cfg.vocabulary, cfg.max_slots)
     check_instruments(slots.names, cfg.vocabulary, f"checkpoint {checkpoint}")
-    given_files = parse_given(args.given, slots)
+    given = parse_pairs(args.given, "--given", slots)
+    prompts = parse_pairs(args.prompt, "--prompt", slots)
+    keep = parse_keep(args.keep, slots) if args.given_mix is not None else []
     codec = codec_for(model, args.codec_repo, device)
-    frames = int(round(args.duration * codec.frame_rate))
-    if frames + cfg.num_codebooks > cfg.max_frames:
-        raise UserError(f"--duration {args.duration:g}: longer than this model's "
-                        f"{(cfg.max_frames - cfg.num_codebooks) / codec.frame_rate:.0f} s window")
-    B, K = args.num_samples, len(slots)
-    given = torch.zeros(B, K, cfg.num_codebooks, frames, dtype=torch.long)
-    given_mask = torch.zeros(B, K, dtype=torch.bool)
-    for slot, file in given_files.items():
-        try:
-            wav, _ = load_audio(file, codec.sample_rate, codec.channels)
-        except AudioError as exc:
-            raise UserError(f"--given {slot}={file}: {exc}") from None
-        codes = codec.encode(wav[None])[0][:, :frames].cpu()
-        k = slots.names.index(slot)
-        given[:, k, :, : codes.shape[-1]] = codes
-        given_mask[:, k] = True
+    frames = max(1, int(round(args.duration * codec.frame_rate)))
+    window, context = window_frames(model, codec, args)
+    separator = None
+    if args.given_mix is not None:
+        from .separate import load_separator
+        separator = load_separator(args.separator, args.separator_repo, device)
+    conditions = read_conditions(codec, slots, frames, given=given, prompts=prompts,
+                                 given_mix=args.given_mix, keep=keep, separator=separator)
+    check_guidance(model, conditions, args.cfg)
 
     from .model import SamplingConfig, generate_codes
+    B, K = args.num_samples, len(slots)
     instrument = torch.tensor(slots.ids(cfg.vocabulary))[None].expand(B, -1)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
     start = time.perf_counter()
     bar = tqdm(total=frames + cfg.num_codebooks - 1, unit="step", desc="generate",
                file=sys.stderr, dynamic_ncols=True)
-    codes = generate_codes(model, instrument, frames, sampling, given, given_mask, generator,
-                           on_step=lambda _: bar.update(1))
+    codes = generate_codes(
+        model, instrument, frames, sampling,
+        conditions.codes[None].expand(B, -1, -1, -1), conditions.known[None].expand(B, -1, -1),
+        generator, on_step=lambda _: bar.update(1), cfg_scale=args.cfg, window=window,
+        context=context)
     bar.close()
     waves = codec.decode(codes.flatten(0, 1)).cpu().view(B, K, codec.channels, -1)
     took = time.perf_counter() - start
 
     name = args.out or Path("out") / f"{str(slots).replace(',', '-')}-seed{args.seed}"
+    weights = Path(checkpoint) / "model.safetensors"
+    meta = {"arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "slots": list(slots.names), "seed": args.seed, "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(weights)[:16] if weights.is_file() else None,
+            "codec": codec.codec_id, "frames": frames, "frame_rate": codec.frame_rate,
+            "window": window, "context": context, "conditions": conditions.sources}
     outputs = []
     for b in range(B):
         folder = Path(name) if B == 1 else Path(name) / f"sample_{b}"
+        folder.parent.mkdir(parents=True, exist_ok=True)
         stems = {slot: waves[b, k] for k, slot in enumerate(slots.names)}
-        mixed, gain = mix(list(stems.values()))
-        for slot, wav in stems.items():
-            save_audio(folder / f"{slot}.wav", wav * gain, codec.sample_rate)
-        save_audio(folder / "mix.wav", mixed, codec.sample_rate)
-        stems_picture(stems, codec.sample_rate, folder / "stems.png")
-        meta = {"arguments": {k: (str(v) if isinstance(v, Path) else v)
-                              for k, v in vars(args).items()},
-                "slots": list(slots.names), "seed": args.seed, "sample": b,
-                "checkpoint": str(checkpoint), "codec": codec.codec_id, "frames": frames,
-                "given": sorted(given_files), "gain": gain}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_sample(folder, stems, codec.sample_rate, {**meta, "sample": b})
         outputs.append(str(folder))
-    seconds = args.duration * B
-    print(f"wrote {', '.join(outputs)}: {K} stems x {args.duration:g} s, "
+    seconds = frames / codec.frame_rate * B
+    print(f"wrote {', '.join(outputs)}: {K} stems x {frames / codec.frame_rate:g} s, "
           f"{seconds / took:.2f}x real time on {device}")
     return 0
 

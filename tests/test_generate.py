@@ -11,12 +11,14 @@ from stemcodec.generate import main
 from stemcodec.model import ModelConfig, MultiStreamTransformer, SamplingConfig, generate_codes
 
 
-def tiny_model(max_frames=128):
+def tiny_model(max_frames=128, window=None):
     torch.manual_seed(0)
     cfg = ModelConfig(num_codebooks=4, cardinality=1024, dim=32, num_layers=2, num_heads=2,
                       max_frames=max_frames)
     model = MultiStreamTransformer(cfg).eval()
     model.codec_info = load_codec("debug").info()
+    if window is not None:
+        model.training_info = {"window": window, "slot_dropout": True}
     return model
 
 
@@ -79,7 +81,18 @@ def test_cli_writes_stems_mix_picture_and_meta_bitwise_repeatable(checkpoint, tm
     (["--slots", "full:9"], "has only 6 instruments"),
     (["--duration", "0"], "must be a positive number"),
     (["--duration", "-3"], "must be a positive number"),
-    (["--duration", "600"], "longer than this model's"),
+    (["--window", "0"], "--window 0.0: must be a positive"),
+    (["--context", "9"], "must be shorter than the window"),
+    (["--temperature", "-1"], "--temperature -1.0"),
+    (["--keep", "drums"], "add --given-mix FILE"),
+    (["--given-mix", "/nope/song.wav", "--separator", "debug", "--keep", "drums,bass"],
+     "keeps every slot"),
+    (["--given-mix", "/nope/song.wav", "--separator", "debug"], "--given-mix /nope/song.wav"),
+    (["--given", "drums"], "use SLOT=FILE"),
+    (["--prompt", "bass=/nope/p.wav"], "--prompt bass=/nope/p.wav"),
+    (["--cfg", "3"], "--cfg guides the generated slots"),
+    (["--cfg", "0"], "--cfg 0.0: must be positive"),
+    (["--checkpoint", "/nope/model"], "no config.json there"),
     (["--given", "drums=/nope/missing.wav"], "--given drums=/nope/missing.wav"),
     (["--given", "vocals=x.wav"], "'vocals' is not among --slots"),
 ])
@@ -109,3 +122,109 @@ def test_no_bundled_model_says_how_to_train_one(capsys):
         pytest.skip("a default model is bundled")
     assert main(["--slots", "vocals-free:4"]) == 2
     assert "train/train.py" in capsys.readouterr().err
+
+
+def test_sliding_window_gives_the_length_asked_and_cache_equals_recompute():
+    model = tiny_model(max_frames=24)  # the cache could not hold 50 frames at once
+    inst = torch.tensor([[0, 3]])
+    greedy = SamplingConfig(temperature=0)
+    cached = generate_codes(model, inst, 50, greedy, window=16, context=10)
+    recomputed = generate_codes(model, inst, 50, greedy, window=16, context=10, use_cache=False)
+    assert cached.shape == (1, 2, 4, 50)
+    assert torch.equal(cached, recomputed)
+    assert not torch.equal(cached, generate_codes(model, inst, 50, greedy, window=16, context=4))
+
+
+def test_prompt_frames_are_kept_and_the_slot_goes_on():
+    model = tiny_model()
+    inst = torch.tensor([[5]])
+    given = torch.randint(0, 1024, (1, 1, 4, 30))
+    known = torch.zeros(1, 1, 30, dtype=torch.bool)
+    known[..., :12] = True
+    out = generate_codes(model, inst, 30, SamplingConfig(temperature=0), given, known)
+    assert torch.equal(out[..., :12], given[..., :12])
+    assert not torch.equal(out[..., 12:], given[..., 12:])
+
+
+def test_guidance_changes_the_free_slots_and_keeps_the_given_one():
+    model = tiny_model()
+    inst = torch.tensor([[0, 1, 2]])
+    given = torch.randint(0, 1024, (1, 3, 4, 25))
+    mask = torch.tensor([[True, False, False]])
+    greedy = SamplingConfig(temperature=0)
+    plain = generate_codes(model, inst, 25, greedy, given, mask)
+    guided = generate_codes(model, inst, 25, greedy, given, mask, cfg_scale=3.0)
+    guided_again = generate_codes(model, inst, 25, greedy, given, mask, cfg_scale=3.0,
+                                  use_cache=False)
+    assert torch.equal(guided[:, 0], given[:, 0]) and torch.equal(guided, guided_again)
+    assert not torch.equal(guided[:, 1:], plain[:, 1:])
+    with pytest.raises(ValueError, match="wholly given slot"):
+        generate_codes(model, inst, 25, greedy, cfg_scale=3.0)
+
+
+def read(path):
+    wav, rate = sf.read(path, dtype="float32", always_2d=True)
+    return torch.from_numpy(wav.T.copy()), rate
+
+
+def test_given_stem_comes_back_as_its_own_tokens_and_stems_add_up_to_the_mix(
+        checkpoint, tmp_path, write_tone):
+    codec = load_codec("debug")
+    drums = write_tone(tmp_path / "drums_in.wav", 1.0, 24000, freq=220.0)
+    out = tmp_path / "acc"
+    assert main(["--slots", "drums,bass", "--checkpoint", str(checkpoint), "--duration", "0.5",
+                 "--given", f"drums={drums}", "--device", "cpu", "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["conditions"] == {"drums": f"given {drums}"}
+    wav, _ = read(drums)
+    frames = round(0.5 * 75)
+    expected = codec.decode(codec.encode(wav[None])[..., :frames])[0]
+    written, _ = read(out / "drums.wav")
+    assert torch.allclose(written, expected * meta["gains"]["drums"], atol=1e-5)
+    total = read(out / "drums.wav")[0] + read(out / "bass.wav")[0]
+    assert torch.allclose(total, read(out / "mix.wav")[0], atol=1e-5)
+
+
+def test_given_mix_is_separated_and_the_kept_stems_are_forced(checkpoint, tmp_path, write_tone):
+    song = write_tone(tmp_path / "song.wav", 1.0, 44100, freq=110.0)
+    out = tmp_path / "remix"
+    assert main(["--slots", "drums,bass,piano", "--checkpoint", str(checkpoint), "--duration",
+                 "0.5", "--given-mix", str(song), "--separator", "debug", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert sorted(meta["conditions"]) == ["bass", "drums"]  # the default --keep
+    assert "separated from" in meta["conditions"]["drums"]
+    assert (out / "piano.wav").exists()
+
+
+def test_prompt_longer_than_the_duration_is_refused(checkpoint, tmp_path, write_tone, capsys):
+    opening = write_tone(tmp_path / "opening.wav", 1.0, 24000, freq=440.0)
+    argv = ["--slots", "piano", "--checkpoint", str(checkpoint), "--device", "cpu",
+            "--prompt", f"piano={opening}", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--duration", "0.8"]) == 2
+    assert "the prompt lasts the whole --duration" in capsys.readouterr().err
+    assert main([*argv, "--duration", "1.5"]) == 0
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    assert meta["conditions"] == {"piano": f"prompt {opening}"}
+
+
+def test_long_duration_slides_past_the_training_window(tmp_path):
+    path = tmp_path / "windowed"
+    tiny_model(max_frames=40, window=20).save_pretrained(path)
+    out = tmp_path / "long"
+    assert main(["--slots", "drums,bass", "--checkpoint", str(path), "--duration", "2",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    wav, _ = read(out / "mix.wav")
+    assert wav.shape[-1] == 150 * 320
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["window"] == 20 and meta["frames"] == 150
+
+
+def test_guidance_is_refused_for_a_model_trained_without_slot_dropout(tmp_path, write_tone, capsys):
+    model = tiny_model()
+    model.training_info = {"window": 64, "slot_dropout": False}
+    model.save_pretrained(tmp_path / "nodrop")
+    drums = write_tone(tmp_path / "d.wav", 1.0, 24000, freq=220.0)
+    assert main(["--slots", "drums,bass", "--checkpoint", str(tmp_path / "nodrop"),
+                 "--given", f"drums={drums}", "--cfg", "3", "--duration", "0.5"]) == 2
+    assert "trained with slot dropout" in capsys.readouterr().err

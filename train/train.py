@@ -205,10 +205,15 @@ def evaluate(model, loader, accelerator: Accelerator, cfg: TrainConfig, slots: l
 
 
 # -- checkpoints ----------------------------------------------------------------------------
-def export_model(model: MultiStreamTransformer, state: dict, directory: Path, codec: dict) -> None:
-    """The model as safetensors + config.json, loadable without this script."""
+def export_model(model: MultiStreamTransformer, state: dict, directory: Path, codec: dict,
+                 data: DataConfig) -> None:
+    """The model as safetensors + config.json, loadable without this script. The "training"
+    section tells generation the window the model learned (its sliding window) and whether
+    slots were dropped (what classifier-free guidance needs)."""
     from stemcodec.checkpoint import save_pretrained
-    save_pretrained(directory, state, {**to_dict(model.config), "codec": codec})
+    training = {"window": data.window, "slot_dropout": data.p_all_slots < 1.0}
+    save_pretrained(directory, state, {**to_dict(model.config), "codec": codec,
+                                       "training": training})
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -231,11 +236,11 @@ def save_checkpoint(accelerator: Accelerator, model, ema: EMA | None, progress: 
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         weights = ema.shadow if ema is not None else unwrapped.state_dict()
-        export_model(unwrapped, weights, tmp / "model", codec)
+        export_model(unwrapped, weights, tmp / "model", codec, cfg.data)
         (tmp / "progress.json").write_text(json.dumps({"step": progress.step}) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        export_model(unwrapped, weights, out, codec)
+        export_model(unwrapped, weights, out, codec, cfg.data)
         for old in sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

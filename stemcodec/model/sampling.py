@@ -43,42 +43,109 @@ def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
     return picks.view(probs.shape[:-1])
 
 
+def forced_positions(given: torch.Tensor, given_mask: torch.Tensor,
+                     special: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Known codes in the delayed layout.
+
+    Args:
+        given: codes [B, K, Q, T].
+        given_mask: [B, K] (whole slots) or [B, K, T] (frames, e.g. a prompt's opening).
+
+    Returns:
+        (tokens [B, K, Q, T + Q], forced [B, K, Q, T + Q] bool) for `build_delay`'s layout.
+    """
+    B, K, Q, T = given.shape
+    if given_mask.dim() == 2:
+        given_mask = given_mask[:, :, None].expand(B, K, T)
+    frames = given_mask[:, :, None, :].expand(B, K, Q, T).long()
+    return build_delay(given, special), build_delay(frames, 0).bool()
+
+
+def rebase(seq: torch.Tensor, offset: int, special: int) -> torch.Tensor:
+    """seq[..., offset:] as if frame `offset` were the first: what training windows look like
+    (start column, then codebook q begins q positions later). A copy."""
+    view = seq[..., offset:].clone()
+    if offset > 0:
+        for q in range(seq.shape[-2]):
+            view[..., q, : 1 + q] = special
+    return view
+
+
 @torch.inference_mode()
 def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, frames: int,
                    sampling: SamplingConfig = SamplingConfig(),
                    given: torch.Tensor | None = None, given_mask: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, use_cache: bool = True,
-                   on_step: Callable[[int], None] | None = None) -> torch.Tensor:
+                   on_step: Callable[[int], None] | None = None, *,
+                   cfg_scale: float = 1.0, window: int | None = None,
+                   context: int | None = None) -> torch.Tensor:
     """Sample codes [B, K, Q, frames] for the slots `instrument[B, K]`.
 
     Args:
-        given: codes [B, K, Q, frames] whose slots in `given_mask[B, K]` are forced.
+        given: codes [B, K, Q, frames]; where `given_mask` says so they are forced.
+        given_mask: [B, K] (the whole slot is given: accompaniment) or [B, K, frames] (the
+            frames of a prompt, continued after it ends).
         use_cache: the static KV cache (one position per step); False recomputes the whole
-            prefix each step (the reference the cache is checked and benchmarked against).
+            window each step (the reference the cache is checked and benchmarked against).
         on_step: called after each step with the number of steps done (progress bars).
+        cfg_scale: classifier-free guidance over the wholly given slots: logits are
+            uncond + scale * (cond - uncond), uncond computed with those slots absent.
+            1 = off. Needs a model trained with slot dropout.
+        window: the most frames the model sees at once (default: all of them); longer
+            generations slide: when the window is full, it restarts from the last `context`
+            frames (default 3/4 of the window), re-read as a training window is read.
     """
     cfg = model.config
     B, K = instrument.shape
     Q, special = cfg.num_codebooks, cfg.cardinality
     device = next(model.parameters()).device
     length = frames + Q  # the delayed sequence, start column included
+    span = length if window is None else min(length, window + Q)  # positions in one window
+    context = 3 * (span - Q) // 4 if context is None else min(context, span - Q - 1)
+    if span < length and context < 1:
+        raise ValueError(f"a window of {window} frames leaves no context to slide with")
+    keep = context + Q  # positions kept when the window slides
     seq = torch.full((B, K, Q, length), special, dtype=torch.long, device=device)
-    forced = None
+    forced = known = None
+    whole = torch.zeros(B, K, dtype=torch.bool, device=device)  # slots given from end to end
     if given is not None and given_mask is not None and given_mask.any():
-        forced = build_delay(given.to(device), special)
-        mask = given_mask.to(device)[:, :, None, None]
+        forced, known = forced_positions(given.to(device), given_mask.to(device), special)
+        whole = given_mask.to(device).reshape(B, K, -1).all(dim=-1)
+    guided = cfg_scale != 1.0
+    if guided and not whole.any():
+        raise ValueError("classifier-free guidance needs at least one wholly given slot")
     real = valid_mask(Q, frames, device=device)  # [Q, length]
-    cache = model.new_cache(B, K, max_frames=length) if use_cache else None
     instrument = instrument.to(device)
+    present = torch.ones(B, K, dtype=torch.bool, device=device)
+    if guided:  # one batch: conditional rows, then the same rows without the given slots
+        instrument = torch.cat([instrument, instrument])
+        present = torch.cat([present, ~whole])
+    rows = instrument.shape[0]
+    cache = model.new_cache(rows, K, max_frames=span) if use_cache else None
+
+    def run(chunk: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits [B, K, Q, card] of the position after `chunk`'s last one."""
+        if guided:
+            chunk = torch.cat([chunk, chunk])
+        out = model(chunk, instrument, present, cache=cache, start=start)[..., -1, :]
+        if guided:
+            cond, uncond = out.float().chunk(2)
+            out = uncond + cfg_scale * (cond - uncond)
+        return out
+
+    offset = 0  # the global position that is position 0 of the model's window
     for p in range(1, length):
-        if cache is not None:
-            logits = model(seq[..., p - 1:p], instrument, cache=cache, start=p - 1)[..., 0, :]
+        slide = p - offset > span  # position p - 1 would not fit in the window
+        if slide:
+            offset = p - keep
+        if cache is None or slide:  # the whole window, re-read from its start
+            logits = run(rebase(seq[..., :p], offset, special), 0)
         else:
-            logits = model(seq[..., :p], instrument)[..., -1, :]  # [B, K, Q, card]
+            logits = run(seq[..., p - 1:p], p - 1 - offset)
         tokens = sample_logits(logits, sampling, generator)
         tokens = torch.where(real[:, p], tokens, torch.full_like(tokens, special))
         if forced is not None:
-            tokens = torch.where(mask[..., 0], forced[..., p], tokens)
+            tokens = torch.where(known[..., p], forced[..., p], tokens)
         seq[..., p] = tokens
         if on_step is not None:
             on_step(p)

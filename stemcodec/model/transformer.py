@@ -215,6 +215,8 @@ class MultiStreamTransformer(nn.Module):
         config.validate()  # training fills in num_codebooks and cardinality after reading it
         self.config = config
         self.codec_info: dict[str, Any] | None = None  # the "codec" section of a checkpoint
+        # the "training" section: window (frames per training window), slot_dropout (bool)
+        self.training_info: dict[str, Any] | None = None
         Q, card = config.num_codebooks, config.cardinality
         # Q per-codebook tables of card + 1 rows (the special token last), stored end to end in
         # one table so the input embedding is one lookup: row of (q, token) = q*(card+1) + token
@@ -369,6 +371,8 @@ class MultiStreamTransformer(nn.Module):
         config = to_dict(self.config)
         if self.codec_info is not None:
             config["codec"] = self.codec_info
+        if self.training_info is not None:
+            config["training"] = self.training_info
         save_pretrained(directory, self.state_dict(), config)
 
     @classmethod
@@ -382,7 +386,9 @@ class MultiStreamTransformer(nn.Module):
         """
         state, config = load_pretrained(directory)
         codec = config.pop("codec", None)
+        training = config.pop("training", None)
         model = cls(from_dict(ModelConfig, config))
         model.load_state_dict(state)
         model.codec_info = codec
+        model.training_info = training
         return model.to(device).eval() if device is not None else model.eval()
