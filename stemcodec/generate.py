@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=float, default=None, metavar="SECONDS",
                    help="what a sliding window keeps (default 3/4 of the window)")
     p.add_argument("--separator", default="htdemucs_6s", help="for --given-mix")
-    p.add_argument("--separator-repo", default=None, help="folder of the separator weights")
+    p.add_argument("--demucs-repo", default=None, help="folder of the Demucs weights")
     p.add_argument("--codec-repo", default=None, help="folder of the codec weights")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     separator = None
     if args.given_mix is not None:
         from .separate import load_separator
-        separator = load_separator(args.separator, args.separator_repo, device)
+        separator = load_separator(args.separator, args.demucs_repo, device)
     conditions = read_conditions(codec, slots, frames, given=given, prompts=prompts,
                                  given_mix=args.given_mix, keep=keep, separator=separator)
     check_guidance(model, conditions, args.cfg)
