@@ -2,9 +2,18 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stemcodec.config import ConfigError, from_dict
-from stemcodec.model import ModelConfig, MultiStreamTransformer, build_delay
+from stemcodec.model import (
+    ModelConfig,
+    MultiStreamTransformer,
+    SamplingConfig,
+    build_delay,
+    generate_codes,
+)
+from stemcodec.model.sampling import sample_logits
+from stemcodec.model.transformer import rotary_angles
 
 Q, CARD = 2, 16
 
@@ -261,3 +270,87 @@ def test_mix_mode_runs_one_stream():
     two, _ = batch(B=2, K=2)
     with pytest.raises(ValueError, match="mix"):
         model(two, torch.zeros(2, 2, dtype=torch.long))
+
+
+# -- the generation step: fast path, same results ------------------------------------------
+@torch.no_grad()
+def test_a_cached_step_runs_on_one_thread_and_restores_the_thread_setting(monkeypatch):
+    model = tiny()
+    seq, instrument = batch(T=4)
+    cache = model.new_cache(2, 3, max_frames=4)
+    threads = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, **kw: threads.append(torch.get_num_threads()) or sdpa(*a, **kw))
+    torch.set_num_threads(2)
+    try:
+        model(seq[..., :3], instrument, cache=cache)  # a prompt (small here too)
+        model(seq[..., 3:], instrument, cache=cache, start=3)  # a step
+        assert set(threads) == {1}
+        assert torch.get_num_threads() == 2
+        threads.clear()
+        model(seq, instrument)  # no cache: the threads as set
+        assert set(threads) == {2}
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_rotary_table_gives_each_position_its_angles_even_past_max_frames():
+    model = tiny()  # max_frames 64
+    for start, T in [(0, 5), (3, 1), (60, 10), (0, 100)]:
+        cos, sin = model.rotary(start, T)
+        ref_cos, ref_sin = rotary_angles(torch.arange(start, start + T), model.inv_freq)
+        assert cos.shape == (T, model.config.head_dim)
+        assert torch.allclose(cos, ref_cos, atol=1e-6) and torch.allclose(sin, ref_sin, atol=1e-6)
+
+
+def test_a_model_first_run_under_inference_mode_can_still_be_trained():
+    model = tiny()
+    seq, instrument = batch()
+    with torch.inference_mode():  # the rotary table is made here
+        model(seq, instrument, cache=model.new_cache(2, 3, max_frames=10))
+    model.train()
+    model(seq, instrument).sum().backward()
+    assert model.tokens.weight.grad is not None
+
+
+def test_sampled_generation_with_cache_matches_recompute_for_the_same_seed():
+    model = tiny()
+    instrument = torch.tensor([[0, 3, 5]])
+
+    def run(use_cache: bool) -> torch.Tensor:
+        return generate_codes(model, instrument, 20, SamplingConfig(temperature=1.0, top_k=8),
+                              generator=torch.Generator().manual_seed(7), use_cache=use_cache)
+
+    assert torch.equal(run(True), run(False))
+
+
+# -- sampling -------------------------------------------------------------------------------
+PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
+
+
+def draw(cfg: SamplingConfig, n: int = 20000, seed: int = 0) -> torch.Tensor:
+    logits = PROBS.log().expand(n // 4, 2, 2, 4)  # [B, K, Q, card]
+    picks = sample_logits(logits, cfg, torch.Generator().manual_seed(seed))
+    assert picks.shape == (n // 4, 2, 2)
+    return torch.bincount(picks.flatten(), minlength=4) / n
+
+
+def test_sampling_draws_each_token_with_its_probability():
+    assert torch.allclose(draw(SamplingConfig(temperature=1.0, top_k=0)), PROBS, atol=0.015)
+
+
+def test_top_k_and_top_p_renormalise_over_the_tokens_they_keep():
+    kept = torch.tensor([0.5, 0.3, 0.0, 0.0]) / 0.8
+    top_k = draw(SamplingConfig(temperature=1.0, top_k=2))
+    assert torch.allclose(top_k, kept, atol=0.015) and top_k[2:].sum() == 0
+    top_p = draw(SamplingConfig(temperature=1.0, top_k=0, top_p=0.6))  # 0.5 < 0.6 <= 0.8
+    assert torch.allclose(top_p, kept, atol=0.015) and top_p[2:].sum() == 0
+
+
+def test_sampling_repeats_with_the_seed_and_greedy_takes_the_argmax():
+    cfg = SamplingConfig(temperature=1.0, top_k=3)
+    assert torch.equal(draw(cfg, seed=1), draw(cfg, seed=1))
+    assert not torch.equal(draw(cfg, seed=1), draw(cfg, seed=2))
+    logits = torch.randn(3, 2, 16)
+    assert torch.equal(sample_logits(logits, SamplingConfig(temperature=0)), logits.argmax(-1))

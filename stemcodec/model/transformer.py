@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import nn
 
 from ..checkpoint import load_pretrained, save_pretrained
@@ -64,6 +65,25 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
+# forwards with a KV cache and at most this many (batch, slot, position) rows run on one CPU
+# thread: generation steps, not prompts
+SMALL_STEP_ROWS = 64
+
+
+@contextmanager
+def at_most_threads(n: int | None) -> Iterator[None]:
+    """Run the block with at most `n` torch CPU threads (None: as set), then restore."""
+    before = torch.get_num_threads()
+    if n is None or n >= before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # -- attention ------------------------------------------------------------------------------
 class TimeAttention(nn.Module):
     """Causal self-attention over time within each slot, with RoPE and an optional KV cache."""
@@ -86,28 +106,33 @@ class TimeAttention(nn.Module):
                 chunk's keys and values are written at [start, start + T) first.
             start: absolute position of the chunk's first frame.
         """
-        B, K, T, _ = x.shape
-        qkv = rearrange(self.qkv(x), "b k t (three h d) -> three (b k) h t d",
-                        three=3, h=self.heads)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # each ((B K), H, T, hd)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        B, K, T, D = x.shape
+        H = self.heads
+        # b k t (three h d) -> three (b k) h t d: a view (at one position, einops' own overhead
+        # outweighs the arithmetic)
+        qkv = self.qkv(x).view(B * K, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        qk = apply_rotary(qkv[:2], cos, sin)  # q and k in one go: (2, (B K), H, T, hd)
+        q, k, v = qk[0], qk[1], qkv[2]  # each ((B K), H, T, hd)
         if cache is not None:
             # static cache: write this chunk at [start, start+T), read back everything up to it
             cache_k, cache_v = cache  # ((B K), H, F, hd)
-            cache_k[:, :, start:start + T] = k.to(cache_k.dtype)
-            cache_v[:, :, start:start + T] = v.to(cache_v.dtype)
-            k = cache_k[:, :, :start + T].to(q.dtype)  # ((B K), H, start+T, hd)
-            v = cache_v[:, :, :start + T].to(q.dtype)
+            cache_k[:, :, start:start + T] = k
+            cache_v[:, :, start:start + T] = v
+            k, v = cache_k[:, :, :start + T], cache_v[:, :, :start + T]  # ((B K), H, start+T, hd)
+            if k.dtype != q.dtype:
+                k, v = k.to(q.dtype), v.to(q.dtype)
         dropout = self.dropout if self.training else 0.0
         if k.shape[2] == T:  # no earlier positions: the plain causal mask lines up
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+        elif T == 1:  # one new position sees every cached one: no mask at all
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
             # query i sits at absolute position start+i and sees keys j <= start+i
             qpos = torch.arange(start, start + T, device=x.device)[:, None]  # (T, 1)
             kpos = torch.arange(k.shape[2], device=x.device)[None, :]  # (1, start+T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=kpos <= qpos,
                                                dropout_p=dropout)
-        y = rearrange(y, "(b k) h t d -> b k t (h d)", b=B)  # (B, K, T, D)
+        y = y.transpose(1, 2).reshape(B, K, T, D)  # (b k) h t d -> b k t (h d)
         return self.proj(y)
 
 
@@ -126,17 +151,35 @@ class SlotAttention(nn.Module):
         self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """x [B, K, T, D] -> [B, K, T, D]; key_ok [B, K] bool: the slots that may be attended."""
-        B, K, T, _ = x.shape
-        qkv = rearrange(self.qkv(x), "b k t (three h d) -> three (b t) h k d",
-                        three=3, h=self.heads)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x [B, K, T, D] -> [B, K, T, D].
+
+        Args:
+            mask: from `slot_mask`, [B*T or 1, 1, 1, K] float, 0 for the slots that may be
+                attended and -inf for the others; None attends to all.
+        """
+        B, K, T, D = x.shape
+        H = self.heads
+        # b k t (three h d) -> three (b t) h k d (a view when T = 1)
+        qkv = self.qkv(x).view(B, K, T, 3, H, D // H).permute(3, 0, 2, 4, 1, 5)
+        qkv = qkv.reshape(3, B * T, H, K, D // H)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each ((B T), H, K, hd)
-        mask = key_ok[:, None, None, None, :].expand(B, T, 1, 1, K).flatten(0, 1)  # ((B T),1,1,K)
+        if mask is not None and mask.dtype != q.dtype:  # autocast
+            mask = mask.to(q.dtype)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        y = rearrange(y, "(b t) h k d -> b k t (h d)", b=B)  # (B, K, T, D)
-        return self.proj(y)
+        y = y.view(B, T, H, K, D // H).permute(0, 3, 1, 2, 4).reshape(B, K, T, D)
+        return self.proj(y)  # (B, K, T, D)
+
+
+def slot_mask(key_ok: torch.Tensor, T: int) -> torch.Tensor:
+    """key_ok [B, K] bool -> the additive mask [(B T), 1, 1, K] SlotAttention takes: 0 where a
+    key may be attended, -inf elsewhere (what SDPA makes of a bool mask, made once per forward
+    instead of once per layer)."""
+    B, K = key_ok.shape
+    mask = torch.zeros(B, K, dtype=torch.float32, device=key_ok.device)
+    mask = mask.masked_fill(~key_ok, float("-inf"))
+    return mask[:, None, None, None, :].expand(B, T, 1, 1, K).reshape(B * T, 1, 1, K)
 
 
 class MLP(nn.Module):
@@ -168,13 +211,13 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, key_ok: torch.Tensor,
-                cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
                 start: int = 0) -> torch.Tensor:
         """x [B, K, T, D] -> [B, K, T, D] (arguments as TimeAttention and SlotAttention)."""
         x = x + self.drop(self.time(self.norm_time(x), cos, sin, cache, start))
         if self.slot_attention:
-            x = x + self.drop(self.slot(self.norm_slot(x), key_ok))
+            x = x + self.drop(self.slot(self.norm_slot(x), mask))
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -232,6 +275,8 @@ class MultiStreamTransformer(nn.Module):
         hd = config.head_dim
         inv_freq = config.rope_theta ** (-torch.arange(0, hd, 2).float() / hd)  # (hd/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # (cos, sin, the inv_freq they were made from), made on first use by `rotary`
+        self._rotary_table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by the number of residual branches they feed
         branches = (3 if config.slot_attention else 2) * config.num_layers
@@ -286,21 +331,38 @@ class MultiStreamTransformer(nn.Module):
         cfg = self.config
         B, K, Q, T = seq.shape
         self._check_inputs(seq, instrument, cache, start)
-        if present is None:
-            present = torch.ones(B, K, dtype=torch.bool, device=seq.device)
-        present = present.bool()
-        # a batch row with no present slot would mask every key (NaN); let it see itself
-        key_ok = present | ~present.any(dim=1, keepdim=True)  # (B, K)
+        # one step of a few streams is too little work to share out: OpenMP barriers cost more
+        # than they save, and on busy cores each one waits for a descheduled thread (2 threads
+        # on 2 shared cores made such a step 40x slower than 1 thread)
+        small = cache is not None and seq.device.type == "cpu" and B * K * T <= SMALL_STEP_ROWS
+        with at_most_threads(1 if small else None):
+            mask = None
+            if present is not None:
+                present = present.bool()
+                # a batch row with no present slot would mask every key (NaN); let it see itself
+                mask = slot_mask(present | ~present.any(dim=1, keepdim=True), T)
+            x = self.tokens(seq + self.offsets[:, None]).sum(dim=2)  # (B, K, Q, T, D) -> (B, K, T, D)
+            x = x + self.instrument(instrument)[:, :, None, :]  # (B, K, T, D)
+            x = self.drop(x)
+            cos, sin = self.rotary(start, T)  # (T, hd)
+            for i, block in enumerate(self.blocks):
+                x = block(x, cos, sin, mask, cache.layer(i) if cache is not None else None, start)
+            logits = self.heads(self.norm(x))  # (B, K, T, Q*card)
+        return logits.view(B, K, T, Q, cfg.cardinality).transpose(2, 3)  # (B, K, Q, T, card)
 
-        x = self.tokens(seq + self.offsets[:, None]).sum(dim=2)  # (B, K, Q, T, D) -> (B, K, T, D)
-        x = x + self.instrument(instrument)[:, :, None, :]  # (B, K, T, D)
-        x = self.drop(x)
-        positions = torch.arange(start, start + T, device=seq.device)  # (T,)
-        cos, sin = rotary_angles(positions, self.inv_freq)  # (T, hd)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, key_ok, cache.layer(i) if cache is not None else None, start)
-        logits = self.heads(self.norm(x))  # (B, K, T, Q*card)
-        return rearrange(logits, "b k t (q c) -> b k q t c", q=Q, c=cfg.cardinality)
+    def rotary(self, start: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) [T, head_dim] of positions [start, start + T), sliced from a table that is
+        computed once (and again when the model moves or the table is too short)."""
+        table = self._rotary_table
+        if table is None or table[2] is not self.inv_freq or table[0].shape[0] < start + T:
+            # a normal tensor even when first asked for under inference_mode, so a later
+            # training forward can save it for backward
+            with torch.inference_mode(False), torch.no_grad():
+                positions = torch.arange(max(start + T, self.config.max_frames),
+                                         device=self.inv_freq.device)
+                table = (*rotary_angles(positions, self.inv_freq), self.inv_freq)
+            self._rotary_table = table
+        return table[0][start:start + T], table[1][start:start + T]
 
     def _check_inputs(self, seq: torch.Tensor, instrument: torch.Tensor, cache: KVCache | None,
                       start: int) -> None:
@@ -322,14 +384,14 @@ class MultiStreamTransformer(nn.Module):
             if start < 0 or start + T > cache.max_frames:
                 raise ValueError(f"positions [{start}, {start + T}) exceed the cache's "
                                  f"{cache.max_frames}")
-        if not torch.compiler.is_compiling():  # one host sync; skipped inside a compiled graph
+        if seq.numel() and not torch.compiler.is_compiling():  # one host sync; none if compiled
+            bounds = torch.stack([t.long() for t in (*seq.aminmax(), *instrument.aminmax())])
+            seq_lo, seq_hi, inst_lo, inst_hi = bounds.tolist()
             # in the shared table, token card + 1 of codebook q would be codebook q + 1's row 0
-            bad_seq = (seq < 0) | (seq > cfg.cardinality)
-            bad_inst = (instrument < 0) | (instrument >= len(cfg.instruments))
-            if bad_seq.any() or bad_inst.any():
-                if bad_seq.any():
-                    raise ValueError(f"seq holds ids outside [0, {cfg.cardinality}] "
-                                     f"({cfg.cardinality} is the special token)")
+            if seq_lo < 0 or seq_hi > cfg.cardinality:
+                raise ValueError(f"seq holds ids outside [0, {cfg.cardinality}] "
+                                 f"({cfg.cardinality} is the special token)")
+            if inst_lo < 0 or inst_hi >= len(cfg.instruments):
                 raise ValueError(f"instrument ids must be in [0, {len(cfg.instruments)}) for "
                                  f"{cfg.instruments}")
 

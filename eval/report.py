@@ -1,0 +1,229 @@
+"""The evaluation report: the same figures for real stems, our model and the baselines.
+
+    python eval/report.py --set reference=eval-out/reference --set mini=eval-out/mini \
+        --set "no slot attention=eval-out/indep" --set "mix + separation=eval-out/mix" --out docs/report
+
+Each set is a folder of pieces, `<piece>/<slot>.wav` (what `eval/stem_sets.py` writes). Per
+stem: timbre stability, switch rate and identity accuracy (eval/consistency.py); per piece:
+onset agreement of the drums with the others, chroma agreement of harmonic stems and the
+largest leakage between two stems (stemcodec.metrics.coherence). Each figure is the mean over
+pieces (a piece is one seed) with a 95 % bootstrap confidence interval.
+
+Writes OUT/report.md (the table), OUT/report.json (every figure), OUT/stability_by_slot.png
+(per-slot stability distributions) and OUT/switches_over_time.png (share of stems changing
+instrument label at each second: for long generations, does identity drift?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stemcodec.audio import is_audio_path, load_audio
+from stemcodec.errors import AudioError, UserError, cli
+from stemcodec.metrics.classifier import load_classifier
+from stemcodec.metrics.coherence import set_coherence
+from stemcodec.metrics.identity import identity_accuracy, label_seconds, switch_rate
+from stemcodec.metrics.timbre import stem_embeddings, timbre_stability
+
+STEM_KEYS = ("timbre_stability", "switch_rate", "identity_accuracy")
+PIECE_KEYS = ("onset_agreement", "chroma_agreement", "max_leakage")
+HEADERS = {"timbre_stability": "stability ↑", "switch_rate": "switch rate ↓",
+           "identity_accuracy": "identity ↑", "onset_agreement": "onset agr. ↑",
+           "chroma_agreement": "chroma agr. ↑", "max_leakage": "max leakage ↓"}
+
+
+def score_piece(folder: Path, model, embedding: str) -> dict | None:
+    """Figures of one piece folder; None (after one line) when it has no readable stem."""
+    stems, rows = {}, {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p)
+                       and p.stem.lower() != "mix"):
+        try:
+            wav, rate = load_audio(path, 24000, 1)
+        except AudioError as exc:
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        stems[path.stem] = wav
+        seconds = label_seconds(model, wav, rate)
+        if not seconds.labels:
+            print(f"skipped {path}: silent (no second above -60 dBFS)", file=sys.stderr)
+            continue
+        known = path.stem if path.stem in model.config.classes else None
+        changes = [(i, a != b) for (i, a), (j, b) in
+                   zip(zip(seconds.index, seconds.labels),
+                       zip(seconds.index[1:], seconds.labels[1:])) if j == i + 1]
+        rows[path.stem] = {
+            "timbre_stability": timbre_stability(stem_embeddings(wav, rate, embedding, model)),
+            "switch_rate": switch_rate(seconds),
+            "identity_accuracy": identity_accuracy(seconds, known) if known else None,
+            "switches": changes}
+    if not rows:
+        print(f"skipped {folder}: no readable, non-silent stem", file=sys.stderr)
+        return None
+    coherence = set_coherence(stems, 24000) if len(stems) > 1 else {}
+    return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS}}
+
+
+def mean_ci(values: Sequence[float | None], seed: int = 0,
+            resamples: int = 2000) -> tuple[float, float, float] | None:
+    """Mean and 95 % percentile-bootstrap interval (None when no value)."""
+    x = np.array([v for v in values if v is not None], dtype=float)
+    if len(x) == 0:
+        return None
+    if len(x) == 1:
+        return float(x[0]), float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(pieces: dict[str, dict]) -> dict:
+    """Per key, mean and CI over pieces (a piece's stem figure is the mean over its stems)."""
+    out = {"pieces": len(pieces)}
+    for key in STEM_KEYS:
+        per_piece = []
+        for piece in pieces.values():
+            vals = [s[key] for s in piece["stems"].values() if s[key] is not None]
+            per_piece.append(sum(vals) / len(vals) if vals else None)
+        out[key] = mean_ci(per_piece)
+    for key in PIECE_KEYS:
+        out[key] = mean_ci([p[key] for p in pieces.values()])
+    return out
+
+
+def markdown(summaries: dict[str, dict]) -> str:
+    keys = (*STEM_KEYS, *PIECE_KEYS)
+    lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
+    for name, s in summaries.items():
+        cells = []
+        for k in keys:
+            v = s[k]
+            cells.append("–" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+        lines.append(f"| {name} | {s['pieces']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_stability(sets: dict[str, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    slots = sorted({s for pieces in sets.values() for p in pieces.values() for s in p["stems"]})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(slots) * max(1, len(sets)) / 2), 4))
+    width = 0.8 / max(1, len(sets))
+    for i, (name, pieces) in enumerate(sets.items()):
+        data = [[p["stems"][s]["timbre_stability"] for p in pieces.values()
+                 if s in p["stems"] and p["stems"][s]["timbre_stability"] is not None]
+                for s in slots]
+        pos = [j + (i - (len(sets) - 1) / 2) * width for j in range(len(slots))]
+        keep = [(d, x) for d, x in zip(data, pos) if d]
+        if keep:
+            box = ax.boxplot([d for d, _ in keep], positions=[x for _, x in keep],
+                             widths=width * 0.9, patch_artist=True, manage_ticks=False)
+            for patch in box["boxes"]:
+                patch.set_facecolor(f"C{i}")
+        ax.plot([], [], color=f"C{i}", lw=6, label=name)
+    ax.set_xticks(range(len(slots)), slots)
+    ax.set_ylabel("timbre stability")
+    ax.legend(fontsize=8)
+    ax.set_title("Timbre stability per slot (higher: the stem keeps its instrument)")
+    save(fig, path)
+
+
+def plot_switches(sets: dict[str, dict[str, dict]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for i, (name, pieces) in enumerate(sets.items()):
+        counts: dict[int, list[int]] = {}
+        for piece in pieces.values():
+            for stem in piece["stems"].values():
+                for second, changed in stem["switches"]:
+                    counts.setdefault(second, []).append(int(changed))
+        if counts:
+            xs = sorted(counts)
+            ax.plot([x + 1 for x in xs], [np.mean(counts[x]) for x in xs], color=f"C{i}",
+                    label=name, marker=".")
+    ax.set_xlabel("second")
+    ax.set_ylabel("share of stems switching")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.set_title("Instrument label changes over time")
+    save(fig, path)
+
+
+def save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def parse_set(text: str) -> tuple[str, Path]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise UserError(f"--set {text}: use NAME=FOLDER, e.g. reference=eval-out/reference")
+    if not Path(folder).is_dir():
+        raise UserError(f"--set {text}: {folder} is not a folder (make one with "
+                        "eval/stem_sets.py)")
+    return name, Path(folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER", required=True,
+                   help="a set of piece folders; repeat, the first is the reference")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--classifier", default=None, help="default: the bundled one")
+    p.add_argument("--embedding", choices=("classifier", "mfcc"), default="classifier")
+    return p
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sets_in = dict(parse_set(s) for s in args.set)
+    model = load_classifier(args.classifier)
+    scored: dict[str, dict[str, dict]] = {}
+    for name, folder in sets_in.items():
+        pieces = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not pieces:
+            print(f"skipped set {name}: no piece folders in {folder}", file=sys.stderr)
+            continue
+        scored[name] = {}
+        for piece in tqdm(pieces, desc=name, unit="piece", file=sys.stderr):
+            result = score_piece(piece, model, args.embedding)
+            if result is not None:
+                scored[name][piece.name] = result
+    scored = {k: v for k, v in scored.items() if v}
+    if not scored:
+        raise UserError("nothing to report: no set has a readable piece")
+    summaries = {name: summarise(pieces) for name, pieces in scored.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(summaries)
+    (args.out / "report.md").write_text(
+        "# stemcodec evaluation\n\nMean over pieces with a 95 % bootstrap interval.\n\n"
+        + table + "\n![stability](stability_by_slot.png)\n\n"
+        "![switches](switches_over_time.png)\n")
+    (args.out / "report.json").write_text(json.dumps(
+        {"summary": summaries, "pieces": scored, "sets": {k: str(v) for k, v in
+                                                           sets_in.items()}}, indent=1) + "\n")
+    plot_stability(scored, args.out / "stability_by_slot.png")
+    plot_switches(scored, args.out / "switches_over_time.png")
+    print(table, end="")
+    print(f"wrote {args.out}/report.md, report.json, stability_by_slot.png, "
+          "switches_over_time.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
