@@ -1,0 +1,1 @@
+"""Evaluation metrics: timbre stability, identity, coherence, leakage, codec quality."""
