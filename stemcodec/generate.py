@@ -67,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="a model folder (default: the bundled one)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds (prompt included)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=250, help="0 = off")
-    p.add_argument("--top-p", type=float, default=0.0, help="0 = off")
+    p.add_argument("--temperature", default="1.0",
+                   help="0 = greedy; one value, or one per codebook: 1,0.9,0.8,0.8")
+    p.add_argument("--top-k", default="250", help="0 = off; one value or one per codebook")
+    p.add_argument("--top-p", default="0", help="0 = off; one value or one per codebook")
     p.add_argument("--num-samples", type=int, default=1, help="generated together as a batch")
     p.add_argument("--given", action="append", default=[], metavar="SLOT=FILE",
                    help="a stem to accompany: its tokens are forced, the other slots fit it")
@@ -100,10 +101,11 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(f"--duration {args.duration}: must be a positive number of seconds")
     if args.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
-    if not args.temperature >= 0:
-        raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
-    if args.top_k < 0 or not 0 <= args.top_p <= 1:
-        raise UserError("--top-k must be 0 or more and --top-p between 0 and 1")
+    args.temperature = per_codebook(args.temperature, "--temperature", float,
+                                    lambda v: v >= 0, "0 (greedy) or more")
+    args.top_k = per_codebook(args.top_k, "--top-k", int, lambda v: v >= 0, "0 (off) or more")
+    args.top_p = per_codebook(args.top_p, "--top-p", float, lambda v: 0 <= v <= 1,
+                              "between 0 and 1")
     if not args.cfg > 0:
         raise UserError(f"--cfg {args.cfg}: must be positive (1 = off)")
     for name in ("window", "context"):
@@ -112,6 +114,26 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise UserError(f"--{name} {value}: must be a positive number of seconds")
     if args.keep is not None and args.given_mix is None:
         raise UserError("--keep chooses stems of --given-mix; add --given-mix FILE")
+
+
+def per_codebook(text: str, flag: str, kind: type, valid, what: str):
+    """`1.0` -> 1.0 and `1,0.9,0.8` -> [1.0, 0.9, 0.8] (one per codebook), each checked."""
+    try:
+        values = [kind(part) for part in str(text).split(",")]
+    except ValueError:
+        raise UserError(f"{flag} {text}: not a number (one value, or one per codebook "
+                        "separated by commas)") from None
+    if not all(valid(v) for v in values):
+        raise UserError(f"{flag} {text}: must be {what}")
+    return values[0] if len(values) == 1 else values
+
+
+def check_codebooks(args: argparse.Namespace, codebooks: int) -> None:
+    for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                        ("--top-p", args.top_p)):
+        if isinstance(value, list) and len(value) != codebooks:
+            raise UserError(f"{flag}: {len(value)} values, but this model has {codebooks} "
+                            "codebooks; give one value or one per codebook")
 
 
 def window_frames(model, codec, args: argparse.Namespace) -> tuple[int, int | None]:
@@ -167,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else args.device
     model, checkpoint = load_model(args.checkpoint, device)
     cfg = model.config
+    check_codebooks(args, cfg.num_codebooks)
     slots = parse_slots(args.slots, cfg.vocabulary, cfg.max_slots)
     check_instruments(slots.names, cfg.vocabulary, f"checkpoint {checkpoint}")
     given = parse_pairs(args.given, "--given", slots)

@@ -354,3 +354,16 @@ def test_sampling_repeats_with_the_seed_and_greedy_takes_the_argmax():
     assert not torch.equal(draw(cfg, seed=1), draw(cfg, seed=2))
     logits = torch.randn(3, 2, 16)
     assert torch.equal(sample_logits(logits, SamplingConfig(temperature=0)), logits.argmax(-1))
+
+
+def test_settings_per_codebook_apply_to_their_own_codebook():
+    from stemcodec.model.sampling import sample_codebooks
+    logits = PROBS.log().expand(5000, 2, 2, 4)  # [B, K, Q=2, card]
+    cfg = SamplingConfig(temperature=[0.0, 1.0], top_k=[0, 2])
+    picks = sample_codebooks(logits, cfg, torch.Generator().manual_seed(0))
+    assert picks.shape == (5000, 2, 2)
+    assert (picks[..., 0] == 0).all()  # greedy on the first codebook
+    second = torch.bincount(picks[..., 1].flatten(), minlength=4) / picks[..., 1].numel()
+    assert torch.allclose(second, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.02)
+    with pytest.raises(ValueError, match="3 values for 2 codebooks"):
+        sample_codebooks(logits, SamplingConfig(temperature=[1.0, 1.0, 1.0]))

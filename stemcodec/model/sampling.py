@@ -7,8 +7,8 @@ given are not sampled: their known tokens are written in instead, so the others 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -18,9 +18,38 @@ from .transformer import MultiStreamTransformer
 
 @dataclass
 class SamplingConfig:
-    temperature: float = 1.0  # 0 = greedy
-    top_k: int = 250  # 0 = off
-    top_p: float = 0.0  # 0 = off
+    """Each setting is one value for every codebook, or a sequence of one per codebook
+    (MusicGen-style: the coarse first codebook may want other settings than the fine ones)."""
+
+    temperature: float | Sequence[float] = 1.0  # 0 = greedy
+    top_k: int | Sequence[int] = 250  # 0 = off
+    top_p: float | Sequence[float] = 0.0  # 0 = off
+
+    def per_codebook(self, codebooks: int) -> list[SamplingConfig] | None:
+        """One single-valued config per codebook, or None when every setting is single."""
+        if not any(isinstance(getattr(self, f.name), (list, tuple)) for f in fields(self)):
+            return None
+        columns = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != codebooks:
+                    raise ValueError(f"{f.name}: {len(value)} values for {codebooks} codebooks")
+                columns[f.name] = list(value)
+            else:
+                columns[f.name] = [value] * codebooks
+        return [SamplingConfig(**{name: column[q] for name, column in columns.items()})
+                for q in range(codebooks)]
+
+
+def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [..., Q, card] -> ids [..., Q], each codebook with its own settings if any."""
+    per_q = cfg.per_codebook(logits.shape[-2])
+    if per_q is None:
+        return sample_logits(logits, cfg, generator)
+    return torch.stack([sample_logits(logits[..., q, :], c, generator)
+                        for q, c in enumerate(per_q)], dim=-1)
 
 
 def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
@@ -111,6 +140,7 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
     cfg = model.config
     B, K = instrument.shape
     Q, special = cfg.num_codebooks, cfg.cardinality
+    sampling.per_codebook(Q)  # a per-codebook setting of the wrong length fails before any step
     device = next(model.parameters()).device
     length = frames + Q  # the delayed sequence, start column included
     span = length if window is None else min(length, window + Q)  # positions in one window
@@ -155,7 +185,7 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
             logits = run(rebase(seq[..., :p], offset, special), 0)
         else:
             logits = run(seq[..., p - 1:p], p - 1 - offset)
-        tokens = sample_logits(logits, sampling, generator)
+        tokens = sample_codebooks(logits, sampling, generator)
         tokens = torch.where(real[:, p], tokens, torch.full_like(tokens, special))
         if forced is not None:
             tokens = torch.where(known[..., p], forced[..., p], tokens)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Rebuild the bundled models in stemcodec/assets/ from nothing, exactly as they were trained:
+# corpora -> mini codec -> token caches -> generators (+ the two report baselines) -> classifier.
+#
+#   bash scripts/train_bundled.sh            # everything (CPU: hours; one GPU: minutes)
+#   bash scripts/train_bundled.sh codec      # one stage: corpora codec caches generators
+#                                            #            baselines classifier install
+# Every stage resumes where it stopped (render and prepare skip finished pieces, the trainers
+# resume from their last checkpoint): after an interruption run the same command again.
+# THREADS (default 1) is torch's thread count per trainer: on a 2-core machine one thread
+# per job, two jobs at once, outruns two threads fighting over a core with other work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+ACCELERATE="${ACCELERATE:-.venv/bin/accelerate launch}"
+THREADS="${THREADS:-1}"
+export OMP_NUM_THREADS="$THREADS"
+ASSETS=stemcodec/assets
+
+corpora() {
+  $PY -m stemcodec.render --recipe folk-band --limit 240 --variants 2 --pcm16 --out data/corpus/folk-band
+  $PY -m stemcodec.render --recipe solo-piano --limit 200 --variants 1 --pcm16 --out data/corpus/solo-piano
+}
+
+codec() {
+  $ACCELERATE train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS"
+  install_model runs/codec-mini codec-mini
+}
+
+caches() {
+  $PY -m stemcodec.prepare data/corpus/folk-band --out data/cache/folk-band --slots vocals-free --codec mini
+  $PY -m stemcodec.prepare data/corpus/solo-piano --out data/cache/solo-piano --slots solo-piano --codec mini
+}
+
+generators() {  # the two bundled generators side by side, one thread each
+  $ACCELERATE train/train.py --config configs/mini.yaml &
+  $ACCELERATE train/train.py --config configs/solo-piano.yaml &
+  wait_all
+  install_model runs/mini generator-mini
+  install_model runs/solo-piano generator-solo-piano
+}
+
+baselines() {  # for the evaluation report only, not bundled: the same recipe and budget
+  $ACCELERATE train/train.py --config configs/baseline-mix.yaml &
+  $ACCELERATE train/train.py --config configs/baseline-no-slot-attention.yaml &
+  wait_all
+}
+
+classifier() {  # the instrument classifier of the identity metric (eval/train_classifier.py)
+  local d=data/classifier-corpus
+  $PY -m stemcodec.render --recipe chorales --limit 80 --variants 2 --pcm16 --out $d/chorales
+  $PY eval/train_classifier.py --write-lines $d/lines-midi
+  $PY -m stemcodec.render $d/lines-midi --pcm16 --out $d/lines
+  $PY eval/train_classifier.py data/corpus/folk-band data/corpus/solo-piano $d/chorales $d/lines \
+    --threads "$THREADS" --out $ASSETS/classifier
+}
+
+wait_all() {  # wait for every background job; fail if any failed
+  local failed=0
+  for job in $(jobs -p); do wait "$job" || failed=1; done
+  return $failed
+}
+
+install_model() {  # RUN NAME: the weights and config only, never the training state
+  mkdir -p "$ASSETS/$2"
+  cp "$1/model.safetensors" "$1/config.json" "$ASSETS/$2/"
+  echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(corpora codec caches generators baselines classifier)
+for stage in "${stages[@]}"; do
+  case "$stage" in
+    corpora|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
+    install) install_model runs/codec-mini codec-mini
+             install_model runs/mini generator-mini
+             install_model runs/solo-piano generator-solo-piano ;;
+    *) echo "unknown stage '$stage'; stages: corpora codec caches generators baselines classifier install" >&2
+       exit 2 ;;
+  esac
+done
