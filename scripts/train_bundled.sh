@@ -36,8 +36,8 @@ generators() {  # the two bundled generators side by side, one thread each
   $ACCELERATE train/train.py --config configs/mini.yaml &
   $ACCELERATE train/train.py --config configs/solo-piano.yaml &
   wait_all
-  install_model runs/mini generator-mini
-  install_model runs/solo-piano generator-solo-piano
+  install_model runs/mini generator-mini half
+  install_model runs/solo-piano generator-solo-piano half
 }
 
 baselines() {  # for the evaluation report only, not bundled: the same recipe and budget
@@ -61,9 +61,9 @@ wait_all() {  # wait for every background job; fail if any failed
   return $failed
 }
 
-install_model() {  # RUN NAME: the weights and config only, never the training state
-  mkdir -p "$ASSETS/$2"
-  cp "$1/model.safetensors" "$1/config.json" "$ASSETS/$2/"
+install_model() {  # RUN NAME [half]: the weights and config only, never the training state;
+  # generators are stored in float16 (the assets stay small), the codec in float32
+  $PY -c "import sys; from stemcodec.checkpoint import copy_pretrained as c; c(*sys.argv[1:3], half=sys.argv[3] == 'half')" "$1" "$ASSETS/$2" "${3:-}"
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
@@ -73,8 +73,8 @@ for stage in "${stages[@]}"; do
   case "$stage" in
     corpora|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
     install) install_model runs/codec-mini codec-mini
-             install_model runs/mini generator-mini
-             install_model runs/solo-piano generator-solo-piano ;;
+             install_model runs/mini generator-mini half
+             install_model runs/solo-piano generator-solo-piano half ;;
     *) echo "unknown stage '$stage'; stages: corpora codec caches generators baselines classifier install" >&2
        exit 2 ;;
   esac

@@ -90,6 +90,17 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return sha.hexdigest()
 
 
+def copy_pretrained(source: str | os.PathLike, target: str | os.PathLike,
+                    half: bool = False) -> Path:
+    """Copy a checkpoint folder's weights and config (never training state) into `target`;
+    `half` stores floating-point weights as float16, half the bytes (loading casts them back
+    to the model's float32), for bundled generators. Returns `target`."""
+    state, config = load_pretrained(source)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return save_pretrained(target, state, config)
+
+
 def bundled(name: str) -> Path | None:
     """Path of a bundled default model folder in `stemcodec/assets/`, or None if not shipped."""
     path = ASSETS / name

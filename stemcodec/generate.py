@@ -29,18 +29,27 @@ from .errors import UserError, cli
 from .plots import stems_picture
 from .slots import check_instruments, parse_slots
 
-DEFAULT_MODEL = "generator-mini"
+DEFAULT_MODEL = "generator-mini"  # the band: drums, bass, guitar, piano, other
+SOLO_MODEL = "generator-solo-piano"  # the single-instrument mode, for --slots solo-piano
 
 
-def load_model(checkpoint: str | None, device: str):
+def default_model(slots: str) -> str:
+    """The bundled model for these --slots: one piano alone is the solo-piano generator's."""
+    return SOLO_MODEL if slots.replace(" ", "") in ("solo-piano", "piano", "solo-piano:1") \
+        else DEFAULT_MODEL
+
+
+def load_model(checkpoint: str | None, device: str, slots: str = "vocals-free"):
     from .model import MultiStreamTransformer
     if checkpoint is None:
-        path = bundled(DEFAULT_MODEL)
+        name = default_model(slots)
+        path = bundled(name)
         if path is None:
             raise UserError(
-                "no bundled default model in this install yet; train one with `accelerate launch "
+                f"no bundled {name} model in this install; train one with `accelerate launch "
                 "train/train.py --config configs/mini.yaml data.cache=CACHE out=runs/mini` "
-                "and pass --checkpoint runs/mini")
+                "and pass --checkpoint runs/mini (scripts/train_bundled.sh rebuilds the "
+                "bundled ones)")
         checkpoint = str(path)
     if not (Path(checkpoint) / "config.json").is_file():
         raise UserError(f"--checkpoint {checkpoint}: no config.json there; pass a folder written "
@@ -187,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_numbers(args)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
         else args.device
-    model, checkpoint = load_model(args.checkpoint, device)
+    model, checkpoint = load_model(args.checkpoint, device, args.slots)
     cfg = model.config
     check_codebooks(args, cfg.num_codebooks)
     slots = parse_slots(args.slots, cfg.vocabulary, cfg.max_slots)

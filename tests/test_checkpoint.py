@@ -31,3 +31,19 @@ def test_state_hash_changes_with_any_weight():
     assert state_hash(a) == state_hash(b)
     b["w"][2] = 1e-6
     assert state_hash(a) != state_hash(b)
+
+
+def test_half_copy_halves_the_file_and_loads_into_a_float_model(tmp_path):
+    from stemcodec.checkpoint import copy_pretrained
+    from stemcodec.model import ModelConfig, MultiStreamTransformer
+    torch.manual_seed(0)
+    model = MultiStreamTransformer(ModelConfig(num_codebooks=2, cardinality=16, dim=16,
+                                               num_layers=1, num_heads=2, max_frames=32))
+    model.save_pretrained(tmp_path / "full")
+    copy_pretrained(tmp_path / "full", tmp_path / "half", half=True)
+    size = {n: (tmp_path / n / "model.safetensors").stat().st_size for n in ("full", "half")}
+    assert size["half"] < 0.6 * size["full"]
+    loaded = MultiStreamTransformer.from_pretrained(tmp_path / "half")
+    for name, value in loaded.state_dict().items():
+        assert value.dtype == model.state_dict()[name].dtype
+        assert torch.allclose(value, model.state_dict()[name], atol=1e-3, rtol=1e-3)

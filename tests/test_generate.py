@@ -1,7 +1,9 @@
 """Generation: sampler invariants and the CLI with a tiny checkpoint on the debug codec."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -119,12 +121,33 @@ def test_instrument_the_checkpoint_lacks_is_refused(tmp_path, capsys):
     assert "unknown instrument or preset 'drums'" in capsys.readouterr().err
 
 
-def test_no_bundled_model_says_how_to_train_one(capsys):
+def test_no_bundled_model_says_how_to_train_one(capsys, monkeypatch, tmp_path):
+    import stemcodec.generate
+    monkeypatch.setattr(stemcodec.generate, "bundled", lambda name: None)  # an install without
+    assert main(["--slots", "vocals-free:4", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no bundled generator-mini model" in err and "train/train.py" in err
+    assert main(["--slots", "solo-piano", "--out", str(tmp_path / "o")]) == 2
+    assert "no bundled generator-solo-piano model" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("slots, model, count", [("vocals-free:4", "generator-mini", 4),
+                                                 ("solo-piano", "generator-solo-piano", 1)])
+def test_bundled_models_generate_distinct_audible_stems_out_of_the_box(tmp_path, slots, model,
+                                                                       count):
     from stemcodec.checkpoint import bundled
-    if bundled("generator-mini") is not None:
-        pytest.skip("a default model is bundled")
-    assert main(["--slots", "vocals-free:4"]) == 2
-    assert "train/train.py" in capsys.readouterr().err
+    if bundled(model) is None:
+        pytest.skip(f"{model} is not bundled in this install")
+    out = tmp_path / "out"
+    assert main(["--slots", slots, "--duration", "2", "--device", "cpu", "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert Path(meta["checkpoint"]).name == model and len(meta["slots"]) == count
+    stems = [sf.read(out / f"{slot}.wav", dtype="float32")[0] for slot in meta["slots"]]
+    assert all(np.sqrt(np.mean(x ** 2)) > 1e-3 for x in stems)  # none silent
+    for i in range(count):  # no two stems alike
+        for j in range(i + 1, count):
+            assert np.abs(stems[i] - stems[j]).mean() > 1e-3
 
 
 def test_sliding_window_gives_the_length_asked_and_cache_equals_recompute():

@@ -158,6 +158,17 @@ def test_folk_tune_gets_the_band_and_seeds_decide_timbres(tmp_path):
 
 
 @needs_fluidsynth
+def test_skip_renders_the_pieces_after_a_training_corpus(tmp_path, capsys):
+    assert main(["--recipe", "folk-band", "--skip", "1", "--limit", "1", "--variants", "1",
+                 "--out", str(tmp_path / "held-out"), *FAST]) == 0
+    second = render.make_jobs(folk_sources()[1:2], "folk-band", 1, seed=0)[0].piece_id
+    first = render.make_jobs(folk_sources()[:1], "folk-band", 1, seed=0)[0].piece_id
+    assert [p.name for p in pieces(tmp_path / "held-out")] == [second] and second != first
+    assert main(["--recipe", "folk-band", "--skip", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "--skip -1" in capsys.readouterr().err
+
+
+@needs_fluidsynth
 def test_midi_keeps_its_programs_unless_reprogrammed(tmp_path):
     song = write_midi(tmp_path / "song.mid", [
         (0, "Piano", False, 60), (40, "Violin", False, 72), (73, "Flute", False, 79),

@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", default=None, metavar="N|all",
                    help=f"only the first N pieces (default: {DEFAULT_LIMIT} of a recipe's own "
                         "pieces, all INPUT pieces)")
+    p.add_argument("--skip", type=int, default=0, metavar="N",
+                   help="pass over the first N pieces (e.g. a held-out set after a training "
+                        "corpus rendered with --limit N)")
     p.add_argument("--variants", type=int, default=3,
                    help="versions per piece; variant 0 as written, the others transposed, "
                         "faster or slower, louder or softer (default 3); all draw programs")
@@ -364,6 +367,8 @@ def check_settings(args) -> None:
                         f"({', '.join(RECIPES)}); --list-recipes shows the recipes")
     if args.variants < 1 or args.jobs < 1:
         raise UserError("--variants and --jobs must be at least 1")
+    if args.skip < 0:
+        raise UserError(f"--skip {args.skip}: give 0 or more pieces to pass over")
     if not 8000 <= args.sample_rate <= 96000:
         raise UserError(f"--sample-rate {args.sample_rate}: fluidsynth renders 8000-96000 Hz")
     if not 0 < args.min_seconds < args.max_seconds:
@@ -421,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources = find_inputs(args.inputs, report)
     else:
         sources = list(RECIPES[args.recipe].sources())
+    sources = sources[args.skip:]
     sources = sources[:limit] if limit is not None else sources
     jobs = make_jobs(sources, args.recipe, args.variants, args.seed)
     todo = jobs if args.overwrite else check_existing(args.out, jobs, settings)
