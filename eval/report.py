@@ -1,7 +1,14 @@
 """The evaluation report: the same figures for real stems, our model and the baselines.
 
+    python eval/report.py --real CORPUS_DIR --model runs/mini --baseline-mix runs/mix \
+        --baseline-noslot runs/noslot --out report/
     python eval/report.py --set reference=eval-out/reference --set mini=eval-out/mini \
         --set "no slot attention=eval-out/indep" --set "mix + separation=eval-out/mix" --out docs/report
+
+With --real / --model / --baseline-mix / --baseline-noslot the sets are made first (as
+eval/stem_sets.py makes them, into OUT/sets/<name>/: the first --pieces pieces of the corpus
+that have every slot, and --pieces generations of --duration seconds per model, seeds --seed
+on; the mix baseline's mixes split into stems by --separator); --set adds ready folders.
 
 Each set is a folder of pieces, `<piece>/<slot>.wav` (what `eval/stem_sets.py` writes). Per
 stem: timbre stability, switch rate and identity accuracy (eval/consistency.py); per piece:
@@ -17,6 +24,7 @@ instrument label at each second: for long generations, does identity drift?).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -180,19 +188,79 @@ def parse_set(text: str) -> tuple[str, Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER", required=True,
-                   help="a set of piece folders; repeat, the first is the reference")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a ready set of piece folders; repeat")
+    p.add_argument("--real", type=Path, default=None, metavar="CORPUS",
+                   help="a rendered corpus: its real stems are the reference set")
+    p.add_argument("--model", default=None, metavar="CHECKPOINT", help="a stemcodec model")
+    p.add_argument("--baseline-mix", default=None, metavar="CHECKPOINT",
+                   help="a mode: mix model; its mixes are separated into stems")
+    p.add_argument("--baseline-noslot", default=None, metavar="CHECKPOINT",
+                   help="a model trained with model.slot_attention=false")
+    p.add_argument("--slots", default="vocals-free", help="the slots every set is scored on")
+    p.add_argument("--pieces", type=int, default=16, help="pieces (seeds) per set")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per piece")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--separator", default="htdemucs_6s", help="splits the mix baseline")
+    p.add_argument("--demucs-repo", default=None)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--classifier", default=None, help="default: the bundled one")
     p.add_argument("--embedding", choices=("classifier", "mfcc"), default="classifier")
     return p
 
 
+SET_NAMES = {"real": "real stems", "model": "stemcodec", "baseline_mix": "mix + separation",
+             "baseline_noslot": "no slot attention"}
+
+
+def _stem_sets():
+    """eval/stem_sets.py, beside this script (eval/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("eval_stem_sets",
+                                                  Path(__file__).with_name("stem_sets.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_sets(args: argparse.Namespace) -> dict[str, Path]:
+    """The sets that --real / --model / --baseline-* ask for, written under OUT/sets/."""
+    wanted = {key: getattr(args, key) for key in SET_NAMES if getattr(args, key) is not None}
+    if not wanted:
+        return {}
+    if args.pieces < 1 or not args.duration > 0:
+        raise UserError("--pieces must be at least 1 and --duration positive")
+    from stemcodec.slots import parse_slots
+    sets, slots = _stem_sets(), parse_slots(args.slots)
+    if args.real is not None and not args.real.is_dir():
+        raise UserError(f"--real {args.real} is not a folder; render one with "
+                        "`python -m stemcodec.render --recipe folk-band --out CORPUS`")
+    for key in ("model", "baseline_mix", "baseline_noslot"):
+        if key in wanted and not (Path(wanted[key]) / "config.json").is_file():
+            raise UserError(f"--{key.replace('_', '-')} {wanted[key]}: no config.json there; "
+                            "pass a folder written by train/train.py")
+    made = {}
+    for key, source in wanted.items():
+        folder = args.out / "sets" / key.replace("_", "-")
+        if key == "real":
+            sets.reference_set(source, slots, args.pieces, args.duration, folder)
+        else:
+            sets.model_set(source, slots, args.pieces, args.duration, args.seed, folder,
+                           separator=args.separator if key == "baseline_mix" else None,
+                           demucs_repo=args.demucs_repo, device=args.device)
+        made[SET_NAMES[key]] = folder
+    return made
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sets_in = dict(parse_set(s) for s in args.set)
-    model = load_classifier(args.classifier)
+    ready = dict(parse_set(s) for s in args.set)
+    if not ready and not any(getattr(args, key) is not None for key in SET_NAMES):
+        raise UserError("nothing to report: give --real CORPUS and/or --model CHECKPOINT "
+                        "(--baseline-mix, --baseline-noslot), or --set NAME=FOLDER")
+    model = load_classifier(args.classifier)  # before any generation: fail fast without it
+    sets_in = {**make_sets(args), **ready}
     scored: dict[str, dict[str, dict]] = {}
     for name, folder in sets_in.items():
         pieces = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -3,27 +3,38 @@
 # corpora -> mini codec -> token caches -> generators (+ the two report baselines) -> classifier.
 #
 #   bash scripts/train_bundled.sh            # everything (CPU: hours; one GPU: minutes)
-#   bash scripts/train_bundled.sh codec      # one stage: corpora codec caches generators
-#                                            #            baselines classifier install
+#   bash scripts/train_bundled.sh codec      # one stage: corpora held-out codec caches
+#                                            #   generators baselines classifier install
 # Every stage resumes where it stopped (render and prepare skip finished pieces, the trainers
 # resume from their last checkpoint): after an interruption run the same command again.
 # THREADS (default 1) is torch's thread count per trainer: on a 2-core machine one thread
 # per job, two jobs at once, outruns two threads fighting over a core with other work.
+# Stopping the script (Ctrl-C) stops the trainers it started, so a rerun never finds two
+# trainers writing one run folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
-ACCELERATE="${ACCELERATE:-.venv/bin/accelerate launch}"
+ACCELERATE="${ACCELERATE:-.venv/bin/accelerate launch --num_processes 1}"
 THREADS="${THREADS:-1}"
-export OMP_NUM_THREADS="$THREADS"
 ASSETS=stemcodec/assets
+trap 'kill $(jobs -p) 2>/dev/null || true' INT TERM EXIT
+
+train() {  # the trainers alone run with THREADS threads
+  OMP_NUM_THREADS="$THREADS" $ACCELERATE "$@"
+}
 
 corpora() {
   $PY -m stemcodec.render --recipe folk-band --limit 240 --variants 2 --pcm16 --out data/corpus/folk-band
   $PY -m stemcodec.render --recipe solo-piano --limit 200 --variants 1 --pcm16 --out data/corpus/solo-piano
 }
 
+held-out() {  # pieces after the training corpora: the codec's quality is measured on them
+  $PY -m stemcodec.render --recipe folk-band --skip 240 --limit 16 --variants 1 --pcm16 --out data/held-out/folk-band
+  $PY -m stemcodec.render --recipe solo-piano --skip 200 --limit 8 --variants 1 --pcm16 --out data/held-out/solo-piano
+}
+
 codec() {
-  $ACCELERATE train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS"
+  train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS"
   install_model runs/codec-mini codec-mini
 }
 
@@ -33,16 +44,16 @@ caches() {
 }
 
 generators() {  # the two bundled generators side by side, one thread each
-  $ACCELERATE train/train.py --config configs/mini.yaml &
-  $ACCELERATE train/train.py --config configs/solo-piano.yaml &
+  train train/train.py --config configs/mini.yaml &
+  train train/train.py --config configs/solo-piano.yaml &
   wait_all
   install_model runs/mini generator-mini half
   install_model runs/solo-piano generator-solo-piano half
 }
 
 baselines() {  # for the evaluation report only, not bundled: the same recipe and budget
-  $ACCELERATE train/train.py --config configs/baseline-mix.yaml &
-  $ACCELERATE train/train.py --config configs/baseline-no-slot-attention.yaml &
+  train train/train.py --config configs/baseline-mix.yaml &
+  train train/train.py --config configs/baseline-no-slot-attention.yaml &
   wait_all
 }
 
@@ -51,31 +62,35 @@ classifier() {  # the instrument classifier of the identity metric (eval/train_c
   $PY -m stemcodec.render --recipe chorales --limit 80 --variants 2 --pcm16 --out $d/chorales
   $PY eval/train_classifier.py --write-lines $d/lines-midi
   $PY -m stemcodec.render $d/lines-midi --pcm16 --out $d/lines
-  $PY eval/train_classifier.py data/corpus/folk-band data/corpus/solo-piano $d/chorales $d/lines \
-    --threads "$THREADS" --out $ASSETS/classifier
+  OMP_NUM_THREADS="$THREADS" $PY eval/train_classifier.py data/corpus/folk-band \
+    data/corpus/solo-piano $d/chorales $d/lines --threads "$THREADS" --out $ASSETS/classifier
 }
 
-wait_all() {  # wait for every background job; fail if any failed
-  local failed=0
-  for job in $(jobs -p); do wait "$job" || failed=1; done
-  return $failed
+wait_all() {  # wait for the background jobs; the first to fail stops the others
+  local job
+  for job in $(jobs -p); do
+    if ! wait "$job"; then
+      kill $(jobs -p) 2>/dev/null || true
+      return 1
+    fi
+  done
 }
 
 install_model() {  # RUN NAME [half]: the weights and config only, never the training state;
   # generators are stored in float16 (the assets stay small), the codec in float32
-  $PY -c "import sys; from stemcodec.checkpoint import copy_pretrained as c; c(*sys.argv[1:3], half=sys.argv[3] == 'half')" "$1" "$ASSETS/$2" "${3:-}"
+  $PY -c "import sys; from stemcodec.checkpoint import copy_pretrained as c; c(*sys.argv[1:3], half=sys.argv[3] == 'half')" "$1" "$ASSETS/$2" "${3:-full}"
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(corpora codec caches generators baselines classifier)
+[ ${#stages[@]} -gt 0 ] || stages=(corpora held-out codec caches generators baselines classifier)
 for stage in "${stages[@]}"; do
   case "$stage" in
-    corpora|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
+    corpora|held-out|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
     install) install_model runs/codec-mini codec-mini
              install_model runs/mini generator-mini half
              install_model runs/solo-piano generator-solo-piano half ;;
-    *) echo "unknown stage '$stage'; stages: corpora codec caches generators baselines classifier install" >&2
+    *) echo "unknown stage '$stage'; stages: corpora held-out codec caches generators baselines classifier install" >&2
        exit 2 ;;
   esac
 done

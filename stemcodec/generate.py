@@ -35,8 +35,15 @@ SOLO_MODEL = "generator-solo-piano"  # the single-instrument mode, for --slots s
 
 def default_model(slots: str) -> str:
     """The bundled model for these --slots: one piano alone is the solo-piano generator's."""
-    return SOLO_MODEL if slots.replace(" ", "") in ("solo-piano", "piano", "solo-piano:1") \
-        else DEFAULT_MODEL
+    try:
+        names = parse_slots(slots).names
+    except UserError:
+        names = ()  # the chosen model's vocabulary will name what is wrong
+    return SOLO_MODEL if tuple(names) == ("piano",) else DEFAULT_MODEL
+
+
+RECIPES = {DEFAULT_MODEL: ("configs/mini.yaml", "runs/mini"),
+           SOLO_MODEL: ("configs/solo-piano.yaml", "runs/solo-piano")}
 
 
 def load_model(checkpoint: str | None, device: str, slots: str = "vocals-free"):
@@ -45,11 +52,11 @@ def load_model(checkpoint: str | None, device: str, slots: str = "vocals-free"):
         name = default_model(slots)
         path = bundled(name)
         if path is None:
+            config, run = RECIPES[name]
             raise UserError(
                 f"no bundled {name} model in this install; train one with `accelerate launch "
-                "train/train.py --config configs/mini.yaml data.cache=CACHE out=runs/mini` "
-                "and pass --checkpoint runs/mini (scripts/train_bundled.sh rebuilds the "
-                "bundled ones)")
+                f"train/train.py --config {config}` and pass --checkpoint {run} "
+                "(scripts/train_bundled.sh rebuilds the bundled ones)")
         checkpoint = str(path)
     if not (Path(checkpoint) / "config.json").is_file():
         raise UserError(f"--checkpoint {checkpoint}: no config.json there; pass a folder written "
@@ -130,8 +137,8 @@ def per_codebook(text: str, flag: str, kind: type, valid, what: str):
     try:
         values = [kind(part) for part in str(text).split(",")]
     except ValueError:
-        raise UserError(f"{flag} {text}: not a number (one value, or one per codebook "
-                        "separated by commas)") from None
+        raise UserError(f"{flag} {text}: not {'an integer' if kind is int else 'a number'} "
+                        "(one value, or one per codebook separated by commas)") from None
     if not all(valid(v) for v in values):
         raise UserError(f"{flag} {text}: must be {what}")
     return values[0] if len(values) == 1 else values
@@ -200,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = model.config
     check_codebooks(args, cfg.num_codebooks)
     slots = parse_slots(args.slots, cfg.vocabulary, cfg.max_slots)
-    check_instruments(slots.names, cfg.vocabulary, f"checkpoint {checkpoint}")
+    # the instruments it was trained on (older checkpoints: its whole vocabulary)
+    trained = (model.training_info or {}).get("instruments") or cfg.vocabulary
+    check_instruments(slots.names, [n for n in cfg.vocabulary if n in trained],
+                      f"checkpoint {checkpoint}")
     given = parse_pairs(args.given, "--given", slots)
     prompts = parse_pairs(args.prompt, "--prompt", slots)
     keep = parse_keep(args.keep, slots) if args.given_mix is not None else []

@@ -165,12 +165,28 @@ def test_own_checkpoint_round_trip_and_debug_determinism(tmp_path):
     assert "debug" in load_codec("debug").codec_id
 
 
-def test_mini_not_bundled_says_how_to_train_it():
-    from stemcodec.checkpoint import bundled
-    if bundled("codec-mini") is not None:
-        pytest.skip("the mini codec is bundled in this install")
+def test_mini_not_bundled_says_how_to_train_it(monkeypatch):
+    import stemcodec.codec
+    monkeypatch.setattr(stemcodec.codec, "bundled", lambda name: None)  # an install without it
     with pytest.raises(CodecError, match="train/train_codec.py"):
         load_codec("mini")
+
+
+def test_bundled_mini_codec_is_the_documented_layout_and_reconstructs():
+    from stemcodec.checkpoint import bundled
+    if bundled("codec-mini") is None:
+        pytest.skip("the mini codec is not bundled in this install")
+    codec = load_codec("mini")
+    assert (codec.sample_rate, codec.frame_rate, codec.num_codebooks, codec.cardinality) == \
+        (24000, 75.0, 4, 1024) and codec.bandwidth == 3.0
+    t = torch.arange(24000) / 24000
+    wav = (0.3 * torch.sin(2 * torch.pi * 220 * t) * (t < 0.5))[None, None]  # a note, then silence
+    codes = codec.encode(wav)
+    assert codes.shape == (1, 4, 75) and len(codes.unique()) > 8
+    out = codec.decode(codes, length=24000)[0, 0]
+    level = lambda x: float(x.pow(2).mean().sqrt())  # noqa: E731
+    assert 0.3 < level(out[:12000]) / level(wav[0, 0, :12000]) < 3  # the note keeps its level
+    assert level(out[15000:]) < 0.1 * level(out[:12000])  # and the silence stays quiet
 
 
 def test_wrong_channels_refused():

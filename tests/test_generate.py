@@ -87,7 +87,7 @@ def test_cli_writes_stems_mix_picture_and_meta_bitwise_repeatable(checkpoint, tm
     (["--context", "9"], "must be shorter than the window"),
     (["--temperature", "-1"], "--temperature -1: must be 0 (greedy) or more"),
     (["--temperature", "1,0.5"], "--temperature: 2 values, but this model has 4 codebooks"),
-    (["--top-k", "many"], "--top-k many: not a number"),
+    (["--top-k", "2.5"], "--top-k 2.5: not an integer"),
     (["--top-p", "1.5"], "--top-p 1.5: must be between 0 and 1"),
     (["--keep", "drums"], "add --given-mix FILE"),
     (["--given-mix", "/nope/song.wav", "--separator", "debug", "--keep", "drums,bass"],
@@ -121,6 +121,18 @@ def test_instrument_the_checkpoint_lacks_is_refused(tmp_path, capsys):
     assert "unknown instrument or preset 'drums'" in capsys.readouterr().err
 
 
+def test_an_instrument_the_model_never_heard_is_refused(tmp_path, capsys):
+    model = tiny_model()
+    model.training_info = {"window": 64, "slot_dropout": True, "instruments": ["drums", "bass"]}
+    model.save_pretrained(tmp_path / "ckpt")
+    argv = ["--checkpoint", str(tmp_path / "ckpt"), "--device", "cpu", "--duration", "0.2"]
+    assert main(["--slots", "drums,piano", *argv, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "does not know instrument(s) piano" in err and "valid instruments: drums, bass" in err
+    assert not (tmp_path / "a").exists()
+    assert main(["--slots", "drums,bass", *argv, "--out", str(tmp_path / "b")]) == 0
+
+
 def test_no_bundled_model_says_how_to_train_one(capsys, monkeypatch, tmp_path):
     import stemcodec.generate
     monkeypatch.setattr(stemcodec.generate, "bundled", lambda name: None)  # an install without
@@ -128,7 +140,8 @@ def test_no_bundled_model_says_how_to_train_one(capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert "no bundled generator-mini model" in err and "train/train.py" in err
     assert main(["--slots", "solo-piano", "--out", str(tmp_path / "o")]) == 2
-    assert "no bundled generator-solo-piano model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no bundled generator-solo-piano model" in err and "configs/solo-piano.yaml" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -254,3 +267,14 @@ def test_guidance_is_refused_for_a_model_trained_without_slot_dropout(tmp_path, 
     assert main(["--slots", "drums,bass", "--checkpoint", str(tmp_path / "nodrop"),
                  "--given", f"drums={drums}", "--cfg", "3", "--duration", "0.5"]) == 2
     assert "trained with slot dropout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("slots, expected", [("solo-piano", "generator-solo-piano"),
+                                             ("piano", "generator-solo-piano"),
+                                             ("solo-piano:01", "generator-solo-piano"),
+                                             ("vocals-free:4", "generator-mini"),
+                                             ("drums,piano", "generator-mini"),
+                                             ("nonsense", "generator-mini")])
+def test_the_bundled_model_follows_the_slots(slots, expected):
+    from stemcodec.generate import default_model
+    assert default_model(slots) == expected

@@ -161,6 +161,7 @@ def test_leakage_is_high_for_a_copy_and_low_for_an_independent_line():
     assert leakage(melody[:, :n], melody[:, :n] + bass[:, :n], RATE) > 0.5
     assert leakage(melody, bass, RATE) < 0.15
     assert leakage(melody, torch.zeros_like(melody), RATE) is None
+    assert leakage(melody[:, : RATE // 10], melody[:, : RATE // 10], RATE) is None  # too short
 
 
 def test_set_coherence_reports_every_kind_of_pair():

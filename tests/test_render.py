@@ -166,6 +166,8 @@ def test_skip_renders_the_pieces_after_a_training_corpus(tmp_path, capsys):
     assert [p.name for p in pieces(tmp_path / "held-out")] == [second] and second != first
     assert main(["--recipe", "folk-band", "--skip", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "--skip -1" in capsys.readouterr().err
+    assert main(["--recipe", "chorales", "--skip", "100000", "--out", str(tmp_path / "y")]) == 2
+    assert "there are only 349 pieces" in capsys.readouterr().err
 
 
 @needs_fluidsynth

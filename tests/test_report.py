@@ -85,3 +85,24 @@ def test_bootstrap_interval_holds_the_mean():
     mean, lo, hi = report.mean_ci([0.1, 0.5, 0.9, None])
     assert abs(mean - 0.5) < 1e-9 and lo < mean < hi
     assert report.mean_ci([None]) is None
+
+
+def test_report_makes_its_own_sets_from_a_corpus_and_a_model(tmp_path, write_tone, classifier,
+                                                             checkpoint, capsys):
+    corpus = tmp_path / "corpus"
+    for i in range(2):
+        for slot, freq in (("drums", 80.0), ("bass", 110.0), ("piano", 440.0)):
+            write_tone(corpus / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
+    out = tmp_path / "report"
+    assert report.main(["--real", str(corpus), "--model", checkpoint, "--slots",
+                        "drums,bass,piano", "--pieces", "2", "--duration", "2", "--classifier",
+                        classifier, "--out", str(out)]) == 0
+    table = (out / "report.md").read_text()
+    assert "| real stems | 2 |" in table and "| stemcodec | 2 |" in table
+    assert sorted(p.name for p in (out / "sets").iterdir()) == ["model", "real"]
+    assert report.main(["--classifier", classifier, "--out", str(out)]) == 2
+    assert "nothing to report" in capsys.readouterr().err
+    assert report.main(["--model", str(tmp_path / "nope"), "--classifier", classifier,
+                        "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "no config.json there" in err

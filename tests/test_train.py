@@ -72,6 +72,8 @@ def test_loss_falls_and_model_loads_without_training_code(cache, tmp_path):
     model = MultiStreamTransformer.from_pretrained(out)
     config = json.loads((out / "config.json").read_text())
     assert config["codec"]["id"] == CODEC["id"]
+    assert config["training"]["instruments"] == [n for n in model.config.vocabulary
+                                                 if n in ("drums", "bass", "piano")]
     assert model.config.num_codebooks == 2 and model.config.cardinality == 16
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000060"]
 

@@ -367,3 +367,20 @@ def test_settings_per_codebook_apply_to_their_own_codebook():
     assert torch.allclose(second, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.02)
     with pytest.raises(ValueError, match="3 values for 2 codebooks"):
         sample_codebooks(logits, SamplingConfig(temperature=[1.0, 1.0, 1.0]))
+
+
+def test_per_codebook_settings_equal_to_the_single_value_give_the_same_tokens():
+    torch.manual_seed(0)
+    model = MultiStreamTransformer(ModelConfig(num_codebooks=4, cardinality=32, dim=32,
+                                               num_layers=1, num_heads=2, max_frames=64)).eval()
+    inst = torch.tensor([[0, 1]])
+
+    def run(cfg, seed=3):
+        return generate_codes(model, inst, 12, cfg, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run(SamplingConfig(temperature=[0.0] * 4)), run(SamplingConfig(temperature=0)))
+    assert torch.equal(run(SamplingConfig(temperature=[1.0] * 4, top_k=(8, 8, 8, 8))),
+                       run(SamplingConfig(temperature=1.0, top_k=8)))
+    mixed = run(SamplingConfig(temperature=[0.0, 1.0, 1.0, 1.0]))
+    assert not torch.equal(mixed, run(SamplingConfig(temperature=1.0)))
+    with pytest.raises(ValueError, match="2 values for 4 codebooks"):
+        run(SamplingConfig(top_p=[0.5, 0.5]))

@@ -206,12 +206,14 @@ def evaluate(model, loader, accelerator: Accelerator, cfg: TrainConfig, slots: l
 
 # -- checkpoints ----------------------------------------------------------------------------
 def export_model(model: MultiStreamTransformer, state: dict, directory: Path, codec: dict,
-                 data: DataConfig) -> None:
+                 data: DataConfig, instruments: list[str]) -> None:
     """The model as safetensors + config.json, loadable without this script. The "training"
-    section tells generation the window the model learned (its sliding window) and whether
-    slots were dropped (what classifier-free guidance needs)."""
+    section tells generation the window the model learned (its sliding window), whether
+    slots were dropped (what classifier-free guidance needs) and the instruments its data
+    had (a vocabulary entry it never heard is refused, not generated as noise)."""
     from stemcodec.checkpoint import save_pretrained
-    training = {"window": data.window, "slot_dropout": data.p_all_slots < 1.0}
+    training = {"window": data.window, "slot_dropout": data.p_all_slots < 1.0,
+                "instruments": list(instruments)}
     save_pretrained(directory, state, {**to_dict(model.config), "codec": codec,
                                        "training": training})
 
@@ -224,7 +226,7 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def save_checkpoint(accelerator: Accelerator, model, ema: EMA | None, progress: Progress,
-                    cfg: TrainConfig, codec: dict) -> Path:
+                    cfg: TrainConfig, codec: dict, instruments: list[str]) -> Path:
     """Full state to a temporary folder, renamed when complete; the oldest beyond keep_last go."""
     out = Path(cfg.out)
     final = out / "checkpoints" / f"step_{progress.step:07d}"
@@ -236,11 +238,11 @@ def save_checkpoint(accelerator: Accelerator, model, ema: EMA | None, progress: 
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         weights = ema.shadow if ema is not None else unwrapped.state_dict()
-        export_model(unwrapped, weights, tmp / "model", codec, cfg.data)
+        export_model(unwrapped, weights, tmp / "model", codec, cfg.data, instruments)
         (tmp / "progress.json").write_text(json.dumps({"step": progress.step}) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        export_model(unwrapped, weights, out, codec, cfg.data)
+        export_model(unwrapped, weights, out, codec, cfg.data, instruments)
         for old in sorted((out / "checkpoints").glob("step_*"))[: -cfg.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -286,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = MultiStreamTransformer(cfg.model)
     special = cfg.model.cardinality
     vocab = cfg.model.vocabulary
+    # the instruments the data holds (a mix model's one stream stands for its whole vocabulary)
+    trained = [n for n in vocab if n in cache.slots] if cfg.model.mode == "stems" else list(vocab)
     train_set = WindowDataset(cache, vocab, cfg.data, "train", cfg.seed, cfg.model.mode)
     valid_set = WindowDataset(cache, vocab, cfg.data, "valid", cfg.seed, cfg.model.mode)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -371,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if metrics:
                     accelerator.print(f"step {progress.step}: valid loss {metrics['valid/loss']:.4f}")
             if progress.step % cfg.save_every == 0 or progress.step == last_step:
-                last_good = save_checkpoint(accelerator, model, ema, progress, cfg, cache.codec)
+                last_good = save_checkpoint(accelerator, model, ema, progress, cfg, cache.codec,
+                                            trained)
             if progress.step >= last_step:
                 break
     finally:

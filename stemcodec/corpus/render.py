@@ -426,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources = find_inputs(args.inputs, report)
     else:
         sources = list(RECIPES[args.recipe].sources())
+    if args.skip and args.skip >= len(sources):
+        raise UserError(f"--skip {args.skip}: there are only {len(sources)} pieces to skip over")
     sources = sources[args.skip:]
     sources = sources[:limit] if limit is not None else sources
     jobs = make_jobs(sources, args.recipe, args.variants, args.seed)

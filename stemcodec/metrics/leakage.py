@@ -26,7 +26,8 @@ about 0.15; parts that double each other (guitar and strings on the same chords)
 Independent lines score about 0: melody against bass line, chords against bass line, pitched
 parts against drums all under 0.05, bass line against kick and snare on its beats about 0.07.
 Drums share little fine structure even with a copy of themselves mixed under a bass line
-(about 0.35). Symmetric; None when either stem is silent.
+(about 0.35). Symmetric; None when either stem is silent, shorter than about a third of a
+second (too few frames to correlate), or has almost nothing between 30 Hz and 6 kHz.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..audio import is_silent
 from .spectra import stft_magnitude
 
 MAX_LAG = 2
+MIN_FRAMES = 16  # ~0.3 s at 50 frames/s: fewer cells would make the correlation noise
 ENVELOPE_HZ = 300.0  # width of the moving average taken as a frame's spectral envelope
 
 
@@ -60,8 +62,11 @@ def leakage(a: torch.Tensor, b: torch.Tensor, rate: int, max_lag: int = MAX_LAG)
     """Largest lagged correlation of the time-frequency patterns of `a` and `b` (`[C, S]`)."""
     if is_silent(a) or is_silent(b):
         return None
-    pa, pb = _pattern(a, rate), _pattern(b, rate)
+    length = min(a.shape[-1], b.shape[-1])  # one span for both, before centring
+    pa, pb = _pattern(a[..., :length], rate), _pattern(b[..., :length], rate)
     n = min(pa.shape[1], pb.shape[1])
+    if n < MIN_FRAMES + 2 * max_lag or min(pa.norm(), pb.norm()) < 1e-6 * math.sqrt(pa.numel()):
+        return None
     best = -1.0
     for lag in range(-max_lag, max_lag + 1):
         x = pa[:, max(0, lag): n + min(0, lag)]

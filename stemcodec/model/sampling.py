@@ -27,43 +27,60 @@ class SamplingConfig:
 
     def per_codebook(self, codebooks: int) -> list[SamplingConfig] | None:
         """One single-valued config per codebook, or None when every setting is single."""
-        if not any(isinstance(getattr(self, f.name), (list, tuple)) for f in fields(self)):
+        if not any(_is_sequence(getattr(self, f.name)) for f in fields(self)):
             return None
         columns = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (list, tuple)):
+            if _is_sequence(value):
                 if len(value) != codebooks:
                     raise ValueError(f"{f.name}: {len(value)} values for {codebooks} codebooks")
-                columns[f.name] = list(value)
+                columns[f.name] = [v.item() if hasattr(v, "item") else v for v in value]
             else:
                 columns[f.name] = [value] * codebooks
         return [SamplingConfig(**{name: column[q] for name, column in columns.items()})
                 for q in range(codebooks)]
 
 
+def _is_sequence(value) -> bool:
+    return not isinstance(value, (str, bytes)) and hasattr(value, "__len__")
+
+
 def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits [..., Q, card] -> ids [..., Q], each codebook with its own settings if any."""
+    """logits [..., Q, card] -> ids [..., Q], each codebook with its own settings if any.
+
+    The uniform numbers are drawn once for all codebooks, as the single-valued path draws
+    them, so `temperature=[1, 1, 1, 1]` gives the same tokens as `temperature=1`, and making
+    one codebook greedy leaves the draws of the others as they were."""
     per_q = cfg.per_codebook(logits.shape[-2])
     if per_q is None:
         return sample_logits(logits, cfg, generator)
-    return torch.stack([sample_logits(logits[..., q, :], c, generator)
+    u = None
+    if any(c.temperature > 0 for c in per_q):
+        u = 1.0 - torch.rand(logits.shape[:-1] + (1,), generator=generator, device=logits.device)
+    return torch.stack([sample_logits(logits[..., q, :], c, generator,
+                                      u=None if u is None else u[..., q, :])
                         for q, c in enumerate(per_q)], dim=-1)
 
 
 def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None,
+                  u: torch.Tensor | None = None) -> torch.Tensor:
     """logits [..., card] -> token ids [...] (temperature, then top-k, then top-p).
 
     Draws by inverting the cumulative distribution with one uniform number per row (the
     first id whose cumulative probability reaches u * total, u in (0, 1], so never an id of
     probability 0); torch.multinomial draws an exponential number for every entry, which
-    took about a tenth of a generation step. A small batch (one step's rows) runs on one CPU thread,
-    as the model's step does (see transformer.at_most_threads).
+    took about a tenth of a generation step. `u` ([..., 1]) supplies the numbers instead of
+    drawing them. A small batch (one step's rows) runs on one CPU thread, as the model's step
+    does (see transformer.at_most_threads). Settings per codebook: logits [..., Q, card],
+    see sample_codebooks.
     """
     from .transformer import SMALL_STEP_ROWS, at_most_threads
 
+    if any(_is_sequence(getattr(cfg, f.name)) for f in fields(cfg)):
+        return sample_codebooks(logits, cfg, generator)
     if cfg.temperature <= 0:
         return logits.argmax(dim=-1)
     small = logits.device.type == "cpu" and logits.numel() <= SMALL_STEP_ROWS * 4 * 1024
@@ -80,7 +97,8 @@ def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
             sorted_probs = sorted_probs.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         cdf = probs.cumsum(dim=-1)  # [..., card], non-decreasing
-        u = 1.0 - torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device)
+        if u is None:
+            u = 1.0 - torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device)
         picks = torch.searchsorted(cdf, u * cdf[..., -1:])  # [..., 1]
         return picks.squeeze(-1).clamp_max(cdf.shape[-1] - 1)  # in range even for NaN logits
 
