@@ -14,7 +14,9 @@ Each set is a folder of pieces, `<piece>/<slot>.wav` (what `eval/stem_sets.py` w
 stem: timbre stability, switch rate and identity accuracy (eval/consistency.py); per piece:
 onset agreement of the drums with the others, chroma agreement of harmonic stems and the
 largest leakage between two stems (stemcodec.metrics.coherence). Each figure is the mean over
-pieces (a piece is one seed) with a 95 % bootstrap confidence interval.
+pieces (a piece is one seed) with a 95 % bootstrap confidence interval. Per set, the Fréchet
+distance of its stems' per-second classifier embeddings to the first set's (the reference),
+slot by slot, averaged over the slots: how far the set sounds from real stems.
 
 Writes OUT/report.md (the table), OUT/report.json (every figure), OUT/stability_by_slot.png
 (per-slot stability distributions) and OUT/switches_over_time.png (share of stems changing
@@ -31,12 +33,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from stemcodec.audio import is_audio_path, load_audio
 from stemcodec.errors import AudioError, UserError, cli
 from stemcodec.metrics.classifier import load_classifier
 from stemcodec.metrics.coherence import set_coherence
+from stemcodec.metrics.frechet import frechet_distance
 from stemcodec.metrics.identity import identity_accuracy, label_seconds, switch_rate
 from stemcodec.metrics.timbre import stem_embeddings, timbre_stability
 
@@ -48,8 +52,10 @@ HEADERS = {"timbre_stability": "stability ↑", "switch_rate": "switch rate ↓"
 
 
 def score_piece(folder: Path, model, embedding: str) -> dict | None:
-    """Figures of one piece folder; None (after one line) when it has no readable stem."""
-    stems, rows = {}, {}
+    """Figures of one piece folder; None (after one line) when it has no readable stem. Its
+    "embeddings" (per slot, `[N, D]` of the active seconds) feed the Fréchet distance and are
+    not written to report.json."""
+    stems, rows, embeddings = {}, {}, {}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p)
                        and p.stem.lower() != "mix"):
         try:
@@ -66,8 +72,9 @@ def score_piece(folder: Path, model, embedding: str) -> dict | None:
         changes = [(i, a != b) for (i, a), (j, b) in
                    zip(zip(seconds.index, seconds.labels),
                        zip(seconds.index[1:], seconds.labels[1:])) if j == i + 1]
+        embeddings[path.stem] = stem_embeddings(wav, rate, embedding, model)
         rows[path.stem] = {
-            "timbre_stability": timbre_stability(stem_embeddings(wav, rate, embedding, model)),
+            "timbre_stability": timbre_stability(embeddings[path.stem]),
             "switch_rate": switch_rate(seconds),
             "identity_accuracy": identity_accuracy(seconds, known) if known else None,
             "switches": changes}
@@ -75,7 +82,21 @@ def score_piece(folder: Path, model, embedding: str) -> dict | None:
         print(f"skipped {folder}: no readable, non-silent stem", file=sys.stderr)
         return None
     coherence = set_coherence(stems, 24000) if len(stems) > 1 else {}
-    return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS}}
+    return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS}, "embeddings": embeddings}
+
+
+def frechet_by_slot(pieces: dict[str, dict], reference: dict[str, dict]) -> dict[str, float]:
+    """Per slot, the Fréchet distance between the per-second embeddings of a set's stems and
+    the reference set's (slots with fewer than two seconds on either side are left out)."""
+    def pooled(ps: dict[str, dict]) -> dict[str, torch.Tensor]:
+        by_slot: dict[str, list[torch.Tensor]] = {}
+        for piece in ps.values():
+            for slot, emb in piece["embeddings"].items():
+                by_slot.setdefault(slot, []).append(emb)
+        return {slot: torch.cat(embs) for slot, embs in by_slot.items()}
+    ours, theirs = pooled(pieces), pooled(reference)
+    return {slot: round(frechet_distance(theirs[slot], emb), 4) for slot, emb in ours.items()
+            if slot in theirs and emb.shape[0] >= 2 and theirs[slot].shape[0] >= 2}
 
 
 def mean_ci(values: Sequence[float | None], seed: int = 0,
@@ -107,13 +128,15 @@ def summarise(pieces: dict[str, dict]) -> dict:
 
 def markdown(summaries: dict[str, dict]) -> str:
     keys = (*STEM_KEYS, *PIECE_KEYS)
-    lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " |",
-             "|---|---:|" + "---:|" * len(keys)]
-    for name, s in summaries.items():
+    lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " | fréchet ↓ |",
+             "|---|---:|" + "---:|" * (len(keys) + 1)]
+    for i, (name, s) in enumerate(summaries.items()):
         cells = []
         for k in keys:
             v = s[k]
             cells.append("–" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
+        fd = s.get("frechet")
+        cells.append("(reference)" if i == 0 else "–" if fd is None else f"{fd:.1f}")
         lines.append(f"| {name} | {s['pieces']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -276,6 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not scored:
         raise UserError("nothing to report: no set has a readable piece")
     summaries = {name: summarise(pieces) for name, pieces in scored.items()}
+    reference = next(iter(scored.values()))
+    for name, pieces in scored.items():
+        per_slot = frechet_by_slot(pieces, reference)
+        summaries[name]["frechet_by_slot"] = per_slot
+        summaries[name]["frechet"] = (round(sum(per_slot.values()) / len(per_slot), 4)
+                                      if per_slot else None)
+    for pieces in scored.values():  # tensors stay out of report.json
+        for piece in pieces.values():
+            piece.pop("embeddings")
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(summaries)
     (args.out / "report.md").write_text(

@@ -62,11 +62,16 @@ def test_sets_and_report(tmp_path, write_tone, classifier, checkpoint, capsys):
     assert len([p for p in gen.iterdir() if p.is_dir()]) == 3
     assert json.loads((gen / "set.json").read_text())["checkpoint"] == checkpoint
     out = tmp_path / "report"
-    assert report.main(["--set", f"reference={ref}", "--set", f"tiny={gen}", "--classifier",
-                        classifier, "--out", str(out)]) == 0
+    assert report.main(["--set", f"reference={ref}", "--set", f"tiny={gen}", "--set",
+                        f"again={ref}", "--classifier", classifier, "--out", str(out)]) == 0
     table = (out / "report.md").read_text()
-    assert "| reference | 2 |" in table and "| tiny | 3 |" in table
+    assert "| reference | 2 |" in table and "| tiny | 3 |" in table and "(reference) |" in table
     data = json.loads((out / "report.json").read_text())
+    # the reference against itself is at distance 0; the generations are farther
+    assert data["summary"]["again"]["frechet"] == pytest.approx(0.0, abs=1e-3)
+    assert data["summary"]["tiny"]["frechet"] > 0.01
+    assert set(data["summary"]["tiny"]["frechet_by_slot"]) == {"drums", "bass", "piano"}
+    assert "embeddings" not in next(iter(data["pieces"]["tiny"].values()))
     stability = data["summary"]["reference"]["timbre_stability"]
     assert stability[1] <= stability[0] <= stability[2] <= 1.0 + 1e-6
     assert (out / "stability_by_slot.png").stat().st_size > 0
