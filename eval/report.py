@@ -85,16 +85,19 @@ def score_piece(folder: Path, model, embedding: str) -> dict | None:
     return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS}, "embeddings": embeddings}
 
 
-def frechet_by_slot(pieces: dict[str, dict], reference: dict[str, dict]) -> dict[str, float]:
-    """Per slot, the Fréchet distance between the per-second embeddings of a set's stems and
-    the reference set's (slots with fewer than two seconds on either side are left out)."""
-    def pooled(ps: dict[str, dict]) -> dict[str, torch.Tensor]:
-        by_slot: dict[str, list[torch.Tensor]] = {}
-        for piece in ps.values():
-            for slot, emb in piece["embeddings"].items():
-                by_slot.setdefault(slot, []).append(emb)
-        return {slot: torch.cat(embs) for slot, embs in by_slot.items()}
-    ours, theirs = pooled(pieces), pooled(reference)
+def pooled_embeddings(pieces: dict[str, dict]) -> dict[str, torch.Tensor]:
+    """Per slot, the per-second embeddings of every piece of a set, `[N, D]`."""
+    by_slot: dict[str, list[torch.Tensor]] = {}
+    for piece in pieces.values():
+        for slot, emb in piece["embeddings"].items():
+            by_slot.setdefault(slot, []).append(emb)
+    return {slot: torch.cat(embs) for slot, embs in by_slot.items()}
+
+
+def frechet_by_slot(ours: dict[str, torch.Tensor],
+                    theirs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per slot, the Fréchet distance between a set's pooled embeddings and the reference's
+    (slots with fewer than two seconds on either side are left out)."""
     return {slot: round(frechet_distance(theirs[slot], emb), 4) for slot, emb in ours.items()
             if slot in theirs and emb.shape[0] >= 2 and theirs[slot].shape[0] >= 2}
 
@@ -299,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not scored:
         raise UserError("nothing to report: no set has a readable piece")
     summaries = {name: summarise(pieces) for name, pieces in scored.items()}
-    reference = next(iter(scored.values()))
+    reference = pooled_embeddings(next(iter(scored.values())))
     for name, pieces in scored.items():
-        per_slot = frechet_by_slot(pieces, reference)
+        per_slot = frechet_by_slot(pooled_embeddings(pieces), reference)
         summaries[name]["frechet_by_slot"] = per_slot
         summaries[name]["frechet"] = (round(sum(per_slot.values()) / len(per_slot), 4)
                                       if per_slot else None)

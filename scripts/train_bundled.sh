@@ -35,7 +35,7 @@ held-out() {  # pieces after the training corpora: the codec's quality is measur
 
 codec() {
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS"
-  install_model runs/codec-mini codec-mini
+  install_codec
 }
 
 caches() {
@@ -47,8 +47,7 @@ generators() {  # the two bundled generators side by side, one thread each
   train train/train.py --config configs/mini.yaml &
   train train/train.py --config configs/solo-piano.yaml &
   wait_all
-  install_model runs/mini generator-mini half
-  install_model runs/solo-piano generator-solo-piano half
+  install_generators
 }
 
 baselines() {  # for the evaluation report only, not bundled: the same recipe and budget
@@ -82,14 +81,19 @@ install_model() {  # RUN NAME [half]: the weights and config only, never the tra
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
+install_codec() { install_model runs/codec-mini codec-mini; }
+
+install_generators() {
+  install_model runs/mini generator-mini half
+  install_model runs/solo-piano generator-solo-piano half
+}
+
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(corpora held-out codec caches generators baselines classifier)
 for stage in "${stages[@]}"; do
   case "$stage" in
     corpora|held-out|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
-    install) install_model runs/codec-mini codec-mini
-             install_model runs/mini generator-mini half
-             install_model runs/solo-piano generator-solo-piano half ;;
+    install) install_codec; install_generators ;;
     *) echo "unknown stage '$stage'; stages: corpora held-out codec caches generators baselines classifier install" >&2
        exit 2 ;;
   esac

@@ -56,6 +56,13 @@ def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
     per_q = cfg.per_codebook(logits.shape[-2])
     if per_q is None:
         return sample_logits(logits, cfg, generator)
+    return _sample_each_codebook(logits, per_q, generator)
+
+
+def _sample_each_codebook(logits: torch.Tensor, per_q: list[SamplingConfig],
+                          generator: torch.Generator | None) -> torch.Tensor:
+    """sample_codebooks with the per-codebook configs already resolved (once per generation,
+    not once per step)."""
     u = None
     if any(c.temperature > 0 for c in per_q):
         u = 1.0 - torch.rand(logits.shape[:-1] + (1,), generator=generator, device=logits.device)
@@ -158,7 +165,7 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
     cfg = model.config
     B, K = instrument.shape
     Q, special = cfg.num_codebooks, cfg.cardinality
-    sampling.per_codebook(Q)  # a per-codebook setting of the wrong length fails before any step
+    per_q = sampling.per_codebook(Q)  # resolved once; a wrong length fails before any step
     device = next(model.parameters()).device
     length = frames + Q  # the delayed sequence, start column included
     span = length if window is None else min(length, window + Q)  # positions in one window
@@ -203,7 +210,8 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
             logits = run(rebase(seq[..., :p], offset, special), 0)
         else:
             logits = run(seq[..., p - 1:p], p - 1 - offset)
-        tokens = sample_codebooks(logits, sampling, generator)
+        tokens = sample_logits(logits, sampling, generator) if per_q is None \
+            else _sample_each_codebook(logits, per_q, generator)
         tokens = torch.where(real[:, p], tokens, torch.full_like(tokens, special))
         if forced is not None:
             tokens = torch.where(known[..., p], forced[..., p], tokens)
