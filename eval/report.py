@@ -3,7 +3,7 @@
     python eval/report.py --real CORPUS_DIR --model runs/mini --baseline-mix runs/mix \
         --baseline-noslot runs/noslot --out report/
     python eval/report.py --set reference=eval-out/reference --set mini=eval-out/mini \
-        --set "no slot attention=eval-out/indep" --set "mix + separation=eval-out/mix" --out docs/report
+        --set "no slot attention=eval-out/indep" --set "mix baseline=eval-out/mix" --out docs/report
 
 With --real / --model / --baseline-mix / --baseline-noslot the sets are made first (as
 eval/stem_sets.py makes them, into OUT/sets/<name>/: the first --pieces pieces of the corpus
@@ -18,7 +18,12 @@ pieces (a piece is one seed) with a 95 % bootstrap confidence interval. Per set,
 distance of its stems' per-second classifier embeddings to the first set's (the reference),
 slot by slot, averaged over the slots: how far the set sounds from real stems.
 
-Writes OUT/report.md (the table), OUT/report.json (every figure), OUT/stability_by_slot.png
+The mixes (mix.wav of each piece) are scored too, in a second table: timbre stability, switch
+rate and Fréchet distance of the mix as one stream. That table compares every set, the mix
+baseline included when no separator is at hand (--separator none, or its weights missing):
+then its pieces are mixes only and it has no row in the stems table.
+
+Writes OUT/report.md (the tables), OUT/report.json (every figure), OUT/stability_by_slot.png
 (per-slot stability distributions) and OUT/switches_over_time.png (share of stems changing
 instrument label at each second: for long generations, does identity drift?).
 """
@@ -29,7 +34,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,54 +47,87 @@ from stemcodec.metrics.classifier import load_classifier
 from stemcodec.metrics.coherence import set_coherence
 from stemcodec.metrics.frechet import frechet_distance
 from stemcodec.metrics.identity import identity_accuracy, label_seconds, switch_rate
+from stemcodec.metrics.seconds import active_seconds, split_seconds
 from stemcodec.metrics.timbre import stem_embeddings, timbre_stability
 
+Embedder = Callable[[torch.Tensor, int], torch.Tensor]  # (wav [C, S], rate) -> [N, D]
 STEM_KEYS = ("timbre_stability", "switch_rate", "identity_accuracy")
 PIECE_KEYS = ("onset_agreement", "chroma_agreement", "max_leakage")
+MIX_KEYS = ("timbre_stability", "switch_rate")
 HEADERS = {"timbre_stability": "stability ↑", "switch_rate": "switch rate ↓",
            "identity_accuracy": "identity ↑", "onset_agreement": "onset agr. ↑",
            "chroma_agreement": "chroma agr. ↑", "max_leakage": "max leakage ↓"}
 
 
-def score_piece(folder: Path, model, embedding: str) -> dict | None:
-    """Figures of one piece folder; None (after one line) when it has no readable stem. Its
-    "embeddings" (per slot, `[N, D]` of the active seconds) feed the Fréchet distance and are
-    not written to report.json."""
-    stems, rows, embeddings = {}, {}, {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p)
-                       and p.stem.lower() != "mix"):
+def score_stem(wav: torch.Tensor, rate: int, model, embedding: str, known: str | None,
+               frechet: Embedder | None = None) -> tuple[dict, torch.Tensor] | None:
+    """(figures, per-second embeddings for the Fréchet distance: `frechet`'s, else the timbre
+    embedding) of one stem or mix; None when it is silent."""
+    seconds = label_seconds(model, wav, rate)
+    if not seconds.labels:
+        return None
+    changes = [(i, a != b) for (i, a), (j, b) in
+               zip(zip(seconds.index, seconds.labels),
+                   zip(seconds.index[1:], seconds.labels[1:])) if j == i + 1]
+    emb = stem_embeddings(wav, rate, embedding, model)
+    return {"timbre_stability": timbre_stability(emb), "switch_rate": switch_rate(seconds),
+            "identity_accuracy": identity_accuracy(seconds, known) if known else None,
+            "switches": changes}, (emb if frechet is None else frechet(wav, rate))
+
+
+def score_piece(folder: Path, model, embedding: str,
+                frechet: Embedder | None = None) -> dict | None:
+    """Figures of one piece folder (its stems, and its mix.wav as "mix"); None (after one
+    line) when it has neither. Its "embeddings" (per slot, `[N, D]` of the active seconds;
+    the mix's as "mix_embeddings") feed the Fréchet distance, not report.json."""
+    stems, rows, embeddings, mix = {}, {}, {}, None
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p)):
+        is_mix = path.stem.lower() == "mix"
         try:
             wav, rate = load_audio(path, 24000, 1)
         except AudioError as exc:
             print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
-        stems[path.stem] = wav
-        seconds = label_seconds(model, wav, rate)
-        if not seconds.labels:
-            print(f"skipped {path}: silent (no second above -60 dBFS)", file=sys.stderr)
-            continue
+        if not is_mix:
+            stems[path.stem] = wav
         known = path.stem if path.stem in model.config.classes else None
-        changes = [(i, a != b) for (i, a), (j, b) in
-                   zip(zip(seconds.index, seconds.labels),
-                       zip(seconds.index[1:], seconds.labels[1:])) if j == i + 1]
-        embeddings[path.stem] = stem_embeddings(wav, rate, embedding, model)
-        rows[path.stem] = {
-            "timbre_stability": timbre_stability(embeddings[path.stem]),
-            "switch_rate": switch_rate(seconds),
-            "identity_accuracy": identity_accuracy(seconds, known) if known else None,
-            "switches": changes}
-    if not rows:
+        scored = score_stem(wav, rate, model, embedding, known, frechet)
+        if scored is None:
+            print(f"skipped {path}: silent (no second above -60 dBFS)", file=sys.stderr)
+        elif is_mix:
+            mix = scored
+        else:
+            rows[path.stem], embeddings[path.stem] = scored
+    if not rows and mix is None:
         print(f"skipped {folder}: no readable, non-silent stem", file=sys.stderr)
         return None
     coherence = set_coherence(stems, 24000) if len(stems) > 1 else {}
-    return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS}, "embeddings": embeddings}
+    return {"stems": rows, **{k: coherence.get(k) for k in PIECE_KEYS},
+            "mix": mix[0] if mix else None, "embeddings": embeddings,
+            "mix_embeddings": {"mix": mix[1]} if mix else {}}
 
 
-def pooled_embeddings(pieces: dict[str, dict]) -> dict[str, torch.Tensor]:
+def frechet_embedder(args: argparse.Namespace, model) -> Embedder | None:
+    """The per-second embedding of the Fréchet distance; None: the timbre embedding's."""
+    if args.frechet_embedding == "vggish":
+        from stemcodec.metrics.vggish import load_vggish, vggish_embeddings
+        net = load_vggish(args.vggish)
+
+        def vggish(wav: torch.Tensor, rate: int) -> torch.Tensor:
+            segments = split_seconds(wav, rate)
+            return vggish_embeddings(net, segments[active_seconds(segments)], rate)
+        return vggish
+    if args.embedding == "classifier":
+        return None
+    return lambda wav, rate: stem_embeddings(wav, rate, "classifier", model)
+
+
+def pooled_embeddings(pieces: dict[str, dict],
+                      key: str = "embeddings") -> dict[str, torch.Tensor]:
     """Per slot, the per-second embeddings of every piece of a set, `[N, D]`."""
     by_slot: dict[str, list[torch.Tensor]] = {}
     for piece in pieces.values():
-        for slot, emb in piece["embeddings"].items():
+        for slot, emb in piece[key].items():
             by_slot.setdefault(slot, []).append(emb)
     return {slot: torch.cat(embs) for slot, embs in by_slot.items()}
 
@@ -116,31 +154,49 @@ def mean_ci(values: Sequence[float | None], seed: int = 0,
 
 
 def summarise(pieces: dict[str, dict]) -> dict:
-    """Per key, mean and CI over pieces (a piece's stem figure is the mean over its stems)."""
-    out = {"pieces": len(pieces)}
+    """Per key, mean and CI over pieces (a piece's stem figure is the mean over its stems);
+    "pieces" counts those with stems, "mix" holds the figures of the mixes."""
+    with_stems = [p for p in pieces.values() if p["stems"]]
+    out: dict = {"pieces": len(with_stems)}
     for key in STEM_KEYS:
         per_piece = []
-        for piece in pieces.values():
+        for piece in with_stems:
             vals = [s[key] for s in piece["stems"].values() if s[key] is not None]
             per_piece.append(sum(vals) / len(vals) if vals else None)
         out[key] = mean_ci(per_piece)
     for key in PIECE_KEYS:
-        out[key] = mean_ci([p[key] for p in pieces.values()])
+        out[key] = mean_ci([p[key] for p in with_stems])
+    mixes = [p["mix"] for p in pieces.values() if p.get("mix")]
+    out["mix"] = {"pieces": len(mixes),
+                  **{k: mean_ci([m[k] for m in mixes]) for k in MIX_KEYS}}
     return out
 
 
+def _cell(v) -> str:
+    return "–" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
+def _frechet_cell(first: bool, fd: float | None) -> str:
+    return "(reference)" if first else "–" if fd is None else f"{fd:.1f}"
+
+
 def markdown(summaries: dict[str, dict]) -> str:
+    """The stems table (sets with stems) and the mixes table (sets with mixes)."""
     keys = (*STEM_KEYS, *PIECE_KEYS)
     lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " | fréchet ↓ |",
              "|---|---:|" + "---:|" * (len(keys) + 1)]
-    for i, (name, s) in enumerate(summaries.items()):
-        cells = []
-        for k in keys:
-            v = s[k]
-            cells.append("–" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]")
-        fd = s.get("frechet")
-        cells.append("(reference)" if i == 0 else "–" if fd is None else f"{fd:.1f}")
+    stem_sets = [(n, s) for n, s in summaries.items() if s["pieces"]]
+    for i, (name, s) in enumerate(stem_sets):
+        cells = [_cell(s[k]) for k in keys] + [_frechet_cell(i == 0, s.get("frechet"))]
         lines.append(f"| {name} | {s['pieces']} | " + " | ".join(cells) + " |")
+    mix_sets = [(n, s["mix"]) for n, s in summaries.items() if s["mix"]["pieces"]]
+    if mix_sets:
+        lines += ["", "Mixes (mix.wav of each piece, scored as one stream):", "",
+                  "| set | pieces | " + " | ".join(HEADERS[k] for k in MIX_KEYS)
+                  + " | fréchet ↓ |", "|---|---:|" + "---:|" * (len(MIX_KEYS) + 1)]
+        for i, (name, m) in enumerate(mix_sets):
+            cells = [_cell(m[k]) for k in MIX_KEYS] + [_frechet_cell(i == 0, m.get("frechet"))]
+            lines.append(f"| {name} | {m['pieces']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -227,16 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pieces", type=int, default=16, help="pieces (seeds) per set")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per piece")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--separator", default="htdemucs_6s", help="splits the mix baseline")
+    p.add_argument("--separator", default="htdemucs_6s",
+                   help="splits the mix baseline into stems; none: score its mixes only")
     p.add_argument("--demucs-repo", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--classifier", default=None, help="default: the bundled one")
-    p.add_argument("--embedding", choices=("classifier", "mfcc"), default="classifier")
+    p.add_argument("--embedding", choices=("classifier", "mfcc"), default="classifier",
+                   help="timbre embedding of the stability figure")
+    p.add_argument("--frechet-embedding", choices=("classifier", "vggish"),
+                   default="classifier", help="embedding of the Fréchet distance (vggish: "
+                   "FAD's, with the user's weights)")
+    p.add_argument("--vggish", default=None, metavar="FILE",
+                   help="VGGish weights (vggish-10086976.pth); default: the torch hub cache")
     return p
 
 
-SET_NAMES = {"real": "real stems", "model": "stemcodec", "baseline_mix": "mix + separation",
+SET_NAMES = {"real": "real stems", "model": "stemcodec", "baseline_mix": "mix baseline",
              "baseline_noslot": "no slot attention"}
 
 
@@ -247,6 +310,19 @@ def _stem_sets():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def usable_separator(args: argparse.Namespace) -> str | None:
+    """--separator if it loads; else None after one line: the mix baseline is then scored
+    at the mix level only (the run goes on)."""
+    from stemcodec.separate import SeparatorError, load_separator
+    try:
+        load_separator(args.separator, args.demucs_repo)
+    except SeparatorError as exc:
+        print(f"mix baseline: {exc}; its mixes are scored at the mix level only",
+              file=sys.stderr)
+        return None
+    return args.separator
 
 
 def make_sets(args: argparse.Namespace) -> dict[str, Path]:
@@ -271,11 +347,32 @@ def make_sets(args: argparse.Namespace) -> dict[str, Path]:
         if key == "real":
             sets.reference_set(source, slots, args.pieces, args.duration, folder)
         else:
+            separator = None
+            if key == "baseline_mix" and args.separator.lower() != "none":
+                separator = usable_separator(args)
             sets.model_set(source, slots, args.pieces, args.duration, args.seed, folder,
-                           separator=args.separator if key == "baseline_mix" else None,
-                           demucs_repo=args.demucs_repo, device=args.device)
+                           separator=separator, demucs_repo=args.demucs_repo,
+                           device=args.device)
         made[SET_NAMES[key]] = folder
     return made
+
+
+def add_frechet(scored: dict[str, dict[str, dict]], summaries: dict[str, dict]) -> None:
+    """Fréchet distances to the first set with stems (per slot, averaged) and to the first
+    set with mixes (of the mixes)."""
+    for key, where in (("embeddings", lambda s: s), ("mix_embeddings", lambda s: s["mix"])):
+        pooled = {name: pooled_embeddings(pieces, key) for name, pieces in scored.items()}
+        pooled = {name: emb for name, emb in pooled.items() if emb}
+        if not pooled:
+            continue
+        reference = next(iter(pooled.values()))
+        for name, emb in pooled.items():
+            per_slot = frechet_by_slot(emb, reference)
+            target = where(summaries[name])
+            if key == "embeddings":
+                target["frechet_by_slot"] = per_slot
+            target["frechet"] = (round(sum(per_slot.values()) / len(per_slot), 4)
+                                 if per_slot else None)
 
 
 @cli
@@ -286,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("nothing to report: give --real CORPUS and/or --model CHECKPOINT "
                         "(--baseline-mix, --baseline-noslot), or --set NAME=FOLDER")
     model = load_classifier(args.classifier)  # before any generation: fail fast without it
+    frechet = frechet_embedder(args, model)
     sets_in = {**make_sets(args), **ready}
     scored: dict[str, dict[str, dict]] = {}
     for name, folder in sets_in.items():
@@ -295,30 +393,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         scored[name] = {}
         for piece in tqdm(pieces, desc=name, unit="piece", file=sys.stderr):
-            result = score_piece(piece, model, args.embedding)
+            result = score_piece(piece, model, args.embedding, frechet)
             if result is not None:
                 scored[name][piece.name] = result
     scored = {k: v for k, v in scored.items() if v}
     if not scored:
         raise UserError("nothing to report: no set has a readable piece")
     summaries = {name: summarise(pieces) for name, pieces in scored.items()}
-    reference = pooled_embeddings(next(iter(scored.values())))
-    for name, pieces in scored.items():
-        per_slot = frechet_by_slot(pooled_embeddings(pieces), reference)
-        summaries[name]["frechet_by_slot"] = per_slot
-        summaries[name]["frechet"] = (round(sum(per_slot.values()) / len(per_slot), 4)
-                                      if per_slot else None)
+    add_frechet(scored, summaries)
     for pieces in scored.values():  # tensors stay out of report.json
         for piece in pieces.values():
             piece.pop("embeddings")
+            piece.pop("mix_embeddings")
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(summaries)
     (args.out / "report.md").write_text(
-        "# stemcodec evaluation\n\nMean over pieces with a 95 % bootstrap interval.\n\n"
+        "# stemcodec evaluation\n\nMean over pieces with a 95 % bootstrap interval; Fréchet "
+        f"distance over {args.frechet_embedding} embeddings.\n\n"
         + table + "\n![stability](stability_by_slot.png)\n\n"
         "![switches](switches_over_time.png)\n")
     (args.out / "report.json").write_text(json.dumps(
-        {"summary": summaries, "pieces": scored, "sets": {k: str(v) for k, v in
+        {"summary": summaries, "frechet_embedding": args.frechet_embedding, "pieces": scored, "sets": {k: str(v) for k, v in
                                                            sets_in.items()}}, indent=1) + "\n")
     plot_stability(scored, args.out / "stability_by_slot.png")
     plot_switches(scored, args.out / "switches_over_time.png")

@@ -8,7 +8,8 @@ generations, one folder per piece as `eval/consistency.py` reads them.
 Writes OUT/<piece>/<slot>.wav, OUT/<piece>/mix.wav and OUT/set.json (what made the set). A model
 generates `--pieces` pieces of `--duration` seconds (seeds `--seed`, `--seed`+1, ...) in batches,
 sliding past its training window as `stemcodec.generate` does. A mix-mode model (one stream)
-generates mixes that `--separator` splits into stems: the MusicGen-style baseline.
+generates mixes that `--separator` splits into stems: the MusicGen-style baseline. Without
+`--separator` its pieces hold mix.wav alone, which eval/report.py scores at the mix level.
 """
 
 from __future__ import annotations
@@ -51,11 +52,14 @@ def reference_set(corpus: Path, slots: SlotSpec, pieces: int, duration: float, o
     return written
 
 
-def write_piece(folder: Path, stems: dict[str, torch.Tensor], rate: int) -> Path:
+def write_piece(folder: Path, stems: dict[str, torch.Tensor], rate: int,
+                mixed: torch.Tensor | None = None) -> Path:
+    """<slot>.wav per stem and mix.wav: `mixed` if given (a mix model's own), else their mix."""
     from stemcodec.audio import mix
     for slot, wav in stems.items():
         save_audio(folder / f"{slot}.wav", wav, rate)
-    save_audio(folder / "mix.wav", mix(list(stems.values()))[0], rate)
+    save_audio(folder / "mix.wav", mixed if mixed is not None else mix(list(stems.values()))[0],
+               rate)
     return folder
 
 
@@ -63,7 +67,8 @@ def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, se
               out: Path, batch: int = 4, separator: str | None = None,
               demucs_repo: str | None = None, device: str = "cpu",
               temperature: float = 1.0, top_k: int = 250) -> list[Path]:
-    """`pieces` generations of `slots` (a mix-mode model: mixes split by `separator`)."""
+    """`pieces` generations of `slots`. A mix-mode model's mixes are split by `separator`,
+    or with none kept as mix.wav alone."""
     from stemcodec.generate import codec_for, load_model
     from stemcodec.model import SamplingConfig, generate_codes
     model, checkpoint = load_model(checkpoint, device)
@@ -72,11 +77,9 @@ def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, se
     mix_mode = cfg.mode == "mix"
     split = None
     if mix_mode:
-        if separator is None:
-            raise UserError(f"{checkpoint} is a mix-mode model; pass --separator NAME to split "
-                            "its mixes into stems")
-        from stemcodec.separate import load_separator
-        split = load_separator(separator, demucs_repo, device)
+        if separator is not None:
+            from stemcodec.separate import load_separator
+            split = load_separator(separator, demucs_repo, device)
         names = ["mix"]
     else:
         names = list(slots.names)
@@ -97,10 +100,12 @@ def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, se
         for b in range(n):
             name = f"seed{seed + first}-{b}" if batch > 1 else f"seed{seed + first}"
             if mix_mode:
-                stems = separate_to_slots(split, waves[b, 0], codec.sample_rate, slots)
+                stems = {} if split is None else \
+                    separate_to_slots(split, waves[b, 0], codec.sample_rate, slots)
+                written.append(write_piece(out / name, stems, codec.sample_rate, waves[b, 0]))
             else:
                 stems = {s: waves[b, k] for k, s in enumerate(names)}
-            written.append(write_piece(out / name, stems, codec.sample_rate))
+                written.append(write_piece(out / name, stems, codec.sample_rate))
             bar.update(1)
     bar.close()
     return written
@@ -127,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=250)
-    p.add_argument("--separator", default=None, help="for a mix-mode model")
+    p.add_argument("--separator", default=None,
+                   help="splits a mix-mode model's mixes into stems (without: mixes only)")
     p.add_argument("--demucs-repo", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True)

@@ -7,8 +7,10 @@ Codecs by name:
   debug                           a tiny random codec (fixed seed) for tests and smoke runs
   <folder>                        a codec checkpoint of ours: model.safetensors + config.json
 
-A codec's id, `<name>-<bandwidth>kbps-<rate>hz-<first 12 hex of state_hash(weights)>`, is what
-token caches and generator checkpoints record: the same id means the same tokens.
+A codec's id, `<name>-<bandwidth>kbps-<rate>hz-<first 12 hex of token_hash(weights)>`, is what
+token caches and generator checkpoints record: the same id means the same tokens. The hash
+covers what makes the tokens (the encoder and the codebooks), not the decoder, so a decoder
+trained further (train_codec.py freeze=[encoder,quantizer]) keeps the caches and generators.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Codec:
         model: the `encodec.EncodecModel`.
         name: short name (encodec_24khz, mini, debug, or a folder name).
         bandwidth: kbps; sets the number of codebooks Q.
-        weights_hash: `state_hash` of the weights, part of the codec id.
+        weights_hash: `token_hash` of the weights, part of the codec id.
         chunk_seconds: audio per chunk.
         context_seconds: context re-encoded on each side of a chunk and dropped.
         unit_rms: normalise each item to unit RMS before encoding (encodec_48khz).
@@ -209,6 +211,13 @@ def build_encodec(cfg: dict[str, Any]) -> EncodecModel:
                         name=cfg.get("name", "unset"))
 
 
+def token_hash(state: dict[str, torch.Tensor]) -> str:
+    """state_hash of the weights that decide the tokens: the encoder's and the codebook
+    vectors (not the decoder, not the codebooks' EMA statistics)."""
+    return state_hash({k: v for k, v in state.items()
+                       if k.startswith("encoder.") or k.endswith("_codebook.embed")})
+
+
 def save_codec(model: EncodecModel, cfg: dict[str, Any], directory: str | os.PathLike) -> Path:
     """Write a codec checkpoint folder (model.safetensors + config.json) that load_codec reads."""
     return save_pretrained(directory, model.state_dict(), {**cfg, "type": "encodec"})
@@ -226,7 +235,7 @@ def _from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor] | None, nam
         except RuntimeError as exc:
             raise CodecError(f"codec {name}: weights do not fit its config.json "
                              f"({str(exc).splitlines()[0][:160]})") from None
-    return Codec(model, name, bandwidth, state_hash(model.state_dict()), source=source)
+    return Codec(model, name, bandwidth, token_hash(model.state_dict()), source=source)
 
 
 def _check_bandwidth(name: str, bandwidth: float | None, valid: list[float]) -> None:
@@ -297,7 +306,7 @@ def _official(name: str, bandwidth: float | None, repository) -> Codec:
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CodecError(f"{path} is not a usable {name} state dict ({reason})") from None
-    return Codec(model, name, bandwidth, state_hash(model.state_dict()),
+    return Codec(model, name, bandwidth, token_hash(model.state_dict()),
                  unit_rms=(name == "encodec_48khz"))
 
 

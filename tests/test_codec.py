@@ -6,8 +6,15 @@ import pytest
 import torch
 from encodec import EncodecModel
 
-from stemcodec.checkpoint import file_sha256, state_hash
-from stemcodec.codec import DEBUG_CONFIG, CodecError, build_encodec, load_codec, save_codec
+from stemcodec.checkpoint import file_sha256
+from stemcodec.codec import (
+    DEBUG_CONFIG,
+    CodecError,
+    build_encodec,
+    load_codec,
+    save_codec,
+    token_hash,
+)
 
 
 def write_random_encodec(folder, seed=0, name="encodec_24khz"):
@@ -159,7 +166,14 @@ def test_own_checkpoint_round_trip_and_debug_determinism(tmp_path):
     wav = noise(0.3)
     assert codec.name == "mine" and codec.num_codebooks == 4
     assert codec.info()["source"] == str((tmp_path / "mine").resolve())  # to find it again
-    assert codec.codec_id.endswith(state_hash(model.state_dict())[:12])
+    assert codec.codec_id.endswith(token_hash(model.state_dict())[:12])
+    # the id names the tokens: another decoder keeps it, another encoder or codebook does not
+    state = model.state_dict()
+    for name, same in (("decoder.model.0.conv.conv.bias", True),
+                       ("encoder.model.0.conv.conv.bias", False),
+                       ("quantizer.vq.layers.0._codebook.embed", False)):
+        changed = {**state, name: state[name] + 0.01}
+        assert (token_hash(changed) == token_hash(state)) is same, name
     assert torch.equal(codec.encode(wav), load_codec(str(tmp_path / "mine")).encode(wav))
     assert torch.equal(load_codec("debug").encode(wav), load_codec("debug").encode(wav))
     assert "debug" in load_codec("debug").codec_id
@@ -208,7 +222,7 @@ def test_official_name_in_the_hub_cache_is_found(tmp_path, monkeypatch):
         load_codec("encodec_24khz")
     official.rename(path)
     state = torch.load(path, weights_only=True)
-    assert load_codec("encodec_24khz").weights_hash == state_hash(state)
+    assert load_codec("encodec_24khz").weights_hash == token_hash(state)
     path.unlink()
     with pytest.raises(CodecError, match=f"looked in {tmp_path / 'hub' / 'checkpoints'}\\); "
                                          "download https://dl.fbaipublicfiles.com/encodec/v0/"):

@@ -111,3 +111,36 @@ def test_report_makes_its_own_sets_from_a_corpus_and_a_model(tmp_path, write_ton
                         "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--model" in err and "no config.json there" in err
+
+
+def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
+        tmp_path, write_tone, classifier, capsys):
+    """The htdemucs_6s weights are missing (as here): one line, and the mix baseline gets a
+    row in the mixes table beside the real and generated mixes, none in the stems table."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_codebooks=4, cardinality=1024, dim=32, num_layers=1, num_heads=2,
+                      max_frames=64, max_slots=1, mode="mix")
+    model = MultiStreamTransformer(cfg).eval()
+    model.codec_info = load_codec("debug").info()
+    model.training_info = {"window": 40}
+    model.save_pretrained(tmp_path / "mixmodel")
+    corpus = tmp_path / "corpus"
+    for i in range(2):
+        for slot, freq in (("drums", 80.0), ("bass", 110.0), ("piano", 440.0)):
+            write_tone(corpus / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
+    out = tmp_path / "report"
+    assert report.main(["--real", str(corpus), "--baseline-mix", str(tmp_path / "mixmodel"),
+                        "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
+                        "--demucs-repo", str(tmp_path), "--classifier", classifier,
+                        "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "mix baseline: " in err and "scored at the mix level only" in err
+    stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
+    assert "| real stems | 2 |" in stems_table and "mix baseline" not in stems_table
+    assert "| real stems | 2 |" in mixes_table and "| mix baseline | 2 |" in mixes_table
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    assert summary["mix baseline"]["pieces"] == 0
+    assert summary["real stems"]["mix"]["frechet"] == pytest.approx(0.0, abs=1e-3)
+    assert summary["mix baseline"]["mix"]["frechet"] > 0.01
+    piece = next((out / "sets" / "baseline-mix").iterdir())
+    assert sorted(p.name for p in piece.iterdir()) == ["mix.wav"]

@@ -162,3 +162,34 @@ def test_bad_corpus_or_config_is_one_line_error(tmp_path, capsys, case, expected
     assert train(folder, tmp_path / "out", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
+
+
+def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path):
+    """init_from + freeze=[encoder,quantizer]: the decoder learns, the tokens do not move, so
+    token caches and generators made with the first codec stay valid (same codec id)."""
+    from stemcodec.codec import load_codec
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert train(corpus, first, "steps=3", "eval_every=100") == 0
+    assert train(corpus, tuned, "steps=6", "eval_every=6", f"init_from={first}",
+                 "freeze=[encoder,quantizer]", "optim.warmup_steps=1") == 0
+    a, b = load_codec(str(first)), load_codec(str(tuned))
+    assert a.codec_id == b.codec_id
+    wav = torch.from_numpy(note_stem(1.0, 330, 5))[None, None]
+    assert torch.equal(a.encode(wav), b.encode(wav))
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if not k.startswith("decoder."))
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if k.startswith("decoder."))
+    assert not torch.equal(a.decode(a.encode(wav)), b.decode(b.encode(wav)))
+    training = json.loads((tuned / "config.json").read_text())["training"]
+    assert training["freeze"] == ["encoder", "quantizer"] and training["init_from"] == str(first)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["freeze=[encoder,quantizer,decoder]"], "not all"),
+    (["freeze=[encodr]"], "encodr unknown"),
+    (["init_from=/nonexistent/codec"], "not a codec folder"),
+])
+def test_bad_fine_tune_options_are_one_line_errors(corpus, tmp_path, capsys, overrides, expected):
+    assert train(corpus, tmp_path / "out", *overrides) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and expected in err, err

@@ -55,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from stemcodec.audio import is_silent, resample
+from stemcodec.checkpoint import load_pretrained
 from stemcodec.codec import CONFIG_KEYS, MINI_CONFIG, build_encodec, save_codec
 from stemcodec.config import load_config, to_dict
 from stemcodec.corpus.dataset import split_songs
@@ -62,6 +63,7 @@ from stemcodec.errors import UserError, cli
 from stemcodec.metrics.quality import mel_distance, mrstft_distance, si_sdr
 
 logger = logging.getLogger("train_codec")
+PARTS = ("encoder", "quantizer", "decoder")
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -114,6 +116,12 @@ class CodecTrainConfig:
     losses: LossConfig = field(default_factory=LossConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     init: Literal["preserving", "default"] = "preserving"  # see preserving_init
+    # a codec folder (config.json + model.safetensors) whose weights start a new run, e.g.
+    # stemcodec/assets/codec-mini; its codebooks are kept (no k-means, no `init`)
+    init_from: str | None = None
+    # parts kept fixed: [encoder, quantizer] trains the decoder alone, so the tokens (and the
+    # codec id, the token caches and the generators trained on them) stay valid
+    freeze: list[str] = field(default_factory=list)
     out: str = "runs/codec-mini"
     seed: int = 0
     steps: int = 20000
@@ -335,16 +343,29 @@ class CodecModule(nn.Module):
     """The EncodecModel in its training form: audio -> (decoded audio, commitment penalty,
     encodings). One forward per step, so accelerate (DDP) can wrap it."""
 
-    def __init__(self, codec: nn.Module):
+    def __init__(self, codec: nn.Module, freeze: Sequence[str] = ()):
         super().__init__()
         self.codec = codec
+        self.frozen = set(freeze)
         self.frame_rate = codec.sample_rate / math.prod(codec.encoder.ratios)
         for layer in codec.quantizer.vq.layers:  # dead codes are ours (see the docstring)
             layer._codebook.threshold_ema_dead_code = 0
+        for part in self.frozen:
+            getattr(codec, part).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> CodecModule:
+        super().train(mode)
+        for part in self.frozen:  # eval mode: a frozen quantizer's EMA must not move either
+            getattr(self.codec, part).eval()
+        return self
 
     def forward(self, wav: torch.Tensor):
-        emb = self.codec.encoder(wav)  # [B, D, T]
-        q = self.codec.quantizer(emb, self.frame_rate)  # all n_q codebooks
+        # nothing to backpropagate into a frozen encoder (and quantizer): skip their graph
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
+            emb = self.codec.encoder(wav)  # [B, D, T]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not
+                                    {"encoder", "quantizer"} <= self.frozen):
+            q = self.codec.quantizer(emb, self.frame_rate)  # all n_q codebooks
         out = self.codec.decoder(q.quantized)[..., : wav.shape[-1]]  # [B, 1, S]
         return out, q.penalty, emb.detach()
 
@@ -497,7 +518,8 @@ def evaluate(module: CodecModule, segments: torch.Tensor, mel: MultiScaleMel, ba
 def export(module: CodecModule, cfg: CodecTrainConfig, step: int, directory: Path) -> None:
     """The codec as load_codec reads it, plus where it came from."""
     training = {"step": step, "corpora": list(cfg.data.corpora),
-                "segment_seconds": cfg.data.segment_seconds, "adversarial": cfg.losses.adversarial}
+                "segment_seconds": cfg.data.segment_seconds, "adversarial": cfg.losses.adversarial,
+                "init_from": cfg.init_from, "freeze": list(cfg.freeze)}
     save_codec(module.codec, {**cfg.model, "training": training}, directory)
 
 
@@ -542,6 +564,10 @@ def check_config(cfg: CodecTrainConfig) -> None:
         raise UserError("model.channels: the codec trainer reads mono stems; use 1")
     if cfg.batch_size < 1 or cfg.steps < 1 or cfg.data.segment_seconds <= 0:
         raise UserError("batch_size, steps and data.segment_seconds must be positive")
+    bad = sorted(set(cfg.freeze) - set(PARTS))
+    if bad or set(cfg.freeze) >= set(PARTS):
+        raise UserError(f"freeze={cfg.freeze}: give some of {', '.join(PARTS)}, not all"
+                        + (f" ({', '.join(bad)} unknown)" if bad else ""))
     saved = Path(cfg.out) / "train_config.json"
     if saved.is_file() and latest_checkpoint(Path(cfg.out)) is not None:
         old = json.loads(saved.read_text())
@@ -554,6 +580,20 @@ def check_config(cfg: CodecTrainConfig) -> None:
             raise UserError(f"{cfg.out} was trained with losses.adversarial="
                             f"{old.get('losses', {}).get('adversarial')}; keep it or use another "
                             "out folder")
+
+
+def load_init(codec: nn.Module, cfg: CodecTrainConfig) -> None:
+    """Start from the weights of the codec folder cfg.init_from, of the same architecture."""
+    folder = Path(cfg.init_from)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"init_from={folder}: not a codec folder (config.json + "
+                        "model.safetensors), e.g. stemcodec/assets/codec-mini or runs/codec-mini")
+    state, saved = load_pretrained(folder)
+    for key in CONFIG_KEYS:
+        if saved.get(key) != cfg.model.get(key):
+            raise UserError(f"init_from={folder} has model.{key}={saved.get(key)!r}, this "
+                            f"config {cfg.model.get(key)!r}; make them agree")
+    codec.load_state_dict(state)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -585,10 +625,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
     set_seed(cfg.seed)
     codec = build_encodec(cfg.model)
-    if cfg.init == "preserving":
+    if cfg.init_from:
+        load_init(codec, cfg)
+    elif cfg.init == "preserving":
         preserving_init(codec)
-    module = CodecModule(codec)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+    module = CodecModule(codec, cfg.freeze)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
     mel = MultiScaleMel(rate, cfg.losses.mel_scales, cfg.losses.n_mels).to(accelerator.device)
     disc = d_optimizer = balancer = None
@@ -632,7 +675,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     valid = validation_segments(stems["valid"], cfg, length, rate)
     n_params = sum(p.numel() for p in codec.parameters())
     accelerator.print(
-        f"codec: {n_params / 1e6:.2f}M parameters; {len(stems['train'])} train / "
+        f"codec: {n_params / 1e6:.2f}M parameters"
+        + (f" ({sum(p.numel() for p in trainable) / 1e6:.2f}M trained, {'+'.join(cfg.freeze)} "
+           "frozen)" if cfg.freeze else "") + f"; {len(stems['train'])} train / "
         f"{len(stems['valid'])} valid stems; segments {length / rate:.2f} s x {cfg.batch_size}; "
         f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
@@ -646,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for x in loader:
             x = x.to(accelerator.device)  # [B, 1, S]
-            if progress.step == 0 and resume is None:
+            if progress.step == 0 and resume is None and not cfg.init_from:
                 init_codebooks(codec, x, cfg.quantizer.kmeans_iters)
             lr_scale = learning_rate(progress.step, 1.0, cfg)
             for group in optimizer.param_groups:
@@ -685,10 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 accelerator.backward(loss)
             if cfg.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
+                accelerator.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            replaced += replace_dead_codes(codec, emb, cfg.quantizer.dead_code)
+            if "quantizer" not in cfg.freeze:
+                replaced += replace_dead_codes(codec, emb, cfg.quantizer.dead_code)
             progress.step += 1
             steps_timed += 1
             bar.update(1)
