@@ -113,10 +113,8 @@ def test_report_makes_its_own_sets_from_a_corpus_and_a_model(tmp_path, write_ton
     assert "--model" in err and "no config.json there" in err
 
 
-def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
-        tmp_path, write_tone, classifier, capsys):
-    """The htdemucs_6s weights are missing (as here): one line, and the mix baseline gets a
-    row in the mixes table beside the real and generated mixes, none in the stems table."""
+@pytest.fixture
+def mix_checkpoint(tmp_path):
     torch.manual_seed(0)
     cfg = ModelConfig(num_codebooks=4, cardinality=1024, dim=32, num_layers=1, num_heads=2,
                       max_frames=64, max_slots=1, mode="mix")
@@ -124,12 +122,38 @@ def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
     model.codec_info = load_codec("debug").info()
     model.training_info = {"window": 40}
     model.save_pretrained(tmp_path / "mixmodel")
-    corpus = tmp_path / "corpus"
-    for i in range(2):
+    return tmp_path / "mixmodel"
+
+
+def three_slot_corpus(root, write_tone, pieces=2):
+    for i in range(pieces):
         for slot, freq in (("drums", 80.0), ("bass", 110.0), ("piano", 440.0)):
-            write_tone(corpus / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
+            write_tone(root / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
+    return root
+
+
+def test_mix_baseline_is_separated_into_stems(tmp_path, write_tone, classifier, mix_checkpoint):
+    """With a separator (here the tiny random one) the mix baseline's pieces hold stems and
+    its own mix, and it has a row in both tables."""
     out = tmp_path / "report"
-    assert report.main(["--real", str(corpus), "--baseline-mix", str(tmp_path / "mixmodel"),
+    assert report.main(["--real", str(three_slot_corpus(tmp_path / "corpus", write_tone)),
+                        "--baseline-mix", str(mix_checkpoint), "--separator", "debug",
+                        "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
+                        "--classifier", classifier, "--out", str(out)]) == 0
+    stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
+    assert "| mix baseline | 2 |" in stems_table and "| mix baseline | 2 |" in mixes_table
+    piece = next((out / "sets" / "baseline-mix").iterdir())
+    assert sorted(p.name for p in piece.iterdir()) == ["bass.wav", "drums.wav", "mix.wav",
+                                                       "piano.wav"]
+
+
+def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
+        tmp_path, write_tone, classifier, mix_checkpoint, capsys):
+    """The htdemucs_6s weights are missing (as here): one line, and the mix baseline gets a
+    row in the mixes table beside the real and generated mixes, none in the stems table."""
+    corpus = three_slot_corpus(tmp_path / "corpus", write_tone)
+    out = tmp_path / "report"
+    assert report.main(["--real", str(corpus), "--baseline-mix", str(mix_checkpoint),
                         "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
                         "--demucs-repo", str(tmp_path), "--classifier", classifier,
                         "--out", str(out)]) == 0
