@@ -208,7 +208,7 @@ def plot_stability(sets: dict[str, dict[str, dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
     slots = sorted({s for pieces in sets.values() for p in pieces.values() for s in p["stems"]})
     columns = slots + ["mix"]  # the mixes last: the only column a mix-only set fills
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(columns) * max(1, len(sets)) / 2), 4))
+    fig, ax = plt.subplots(figsize=(min(14, max(6, 0.8 * len(columns) * max(1, len(sets)))), 4))
     width = 0.8 / max(1, len(sets))
     for i, (name, pieces) in enumerate(sets.items()):
         def figures(piece: dict, column: str) -> dict | None:
@@ -236,9 +236,12 @@ def plot_switches(sets: dict[str, dict[str, dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for i, (name, pieces) in enumerate(sets.items()):
+    curves = [(i, name, pieces, any(p["stems"] for p in pieces.values()))
+              for i, (name, pieces) in enumerate(sets.items())]
+    if sets and not all(c[3] for c in curves):  # mix-only sets (dashed) get the reference's
+        curves.insert(1, (0, next(iter(sets)), next(iter(sets.values())), False))  # mixes too
+    for i, name, pieces, has_stems in curves:
         counts: dict[int, list[int]] = {}
-        has_stems = any(p["stems"] for p in pieces.values())  # else: its mixes, dashed
         for piece in pieces.values():
             tracks = piece["stems"].values() if has_stems else [piece["mix"]]
             for stem in tracks:

@@ -159,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "set.json").write_text(json.dumps(
         {**source, "slots": list(slots.names), "duration": args.duration,
          "pieces": [p.name for p in written]}, indent=1) + "\n")
-    print(f"wrote {len(written)} pieces of {slots} to {args.out}")
+    mixes_only = written and not any(f.stem != "mix" for f in written[0].glob("*.wav"))
+    what = "mixes (no --separator: mix.wav only)" if mixes_only else f"pieces of {slots}"
+    print(f"wrote {len(written)} {what} to {args.out}")
     return 0
 
 
