@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Rebuild the bundled models in stemcodec/assets/ from nothing, exactly as they were trained:
-# corpora -> mini codec -> token caches -> generators (+ the two report baselines) -> classifier.
+# Rebuild the bundled models in stemcodec/assets/ from nothing, with the recipe they were
+# trained with: corpora -> mini codec -> token caches -> generators (+ the report's baselines)
+# -> classifier -> report (docs/report).
 #
 #   bash scripts/train_bundled.sh            # everything (CPU: hours; one GPU: minutes)
 #   bash scripts/train_bundled.sh codec      # one stage: corpora held-out codec caches
-#                                            #   generators baselines classifier install
+#                                            #   generators baselines classifier report install
 # Every stage resumes where it stopped (render and prepare skip finished pieces, the trainers
 # resume from their last checkpoint): after an interruption run the same command again.
 # THREADS (default 1) is torch's thread count per trainer: on a 2-core machine one thread
@@ -55,6 +56,20 @@ baselines() {  # for the evaluation report only, not bundled: the same recipe an
   train train/train.py --config configs/baseline-mix.yaml &
   train train/train.py --config configs/baseline-no-slot-attention.yaml &
   wait_all
+  # the one-stream model is cheaper per step: also at about the same CPU time
+  train train/train.py --config configs/baseline-mix.yaml steps=5000 out=runs/baseline-mix-5000
+}
+
+report() {  # docs/report: real held-out stems, the bundled band model and the baselines
+  local sets=docs/report/sets
+  $PY eval/report.py --real data/held-out/folk-band --model $ASSETS/generator-mini \
+    --baseline-mix runs/baseline-mix --baseline-noslot runs/baseline-no-slot-attention \
+    --pieces 16 --duration 20 --out docs/report
+  $PY eval/stem_sets.py --checkpoint runs/baseline-mix-5000 --slots vocals-free --pieces 16 \
+    --duration 20 --out $sets/baseline-mix-5000
+  $PY eval/report.py --set "real stems=$sets/real" --set "stemcodec (generator-mini)=$sets/model" \
+    --set "no slot attention=$sets/baseline-noslot" --set "mix baseline=$sets/baseline-mix" \
+    --set "mix baseline, 5000 steps=$sets/baseline-mix-5000" --out docs/report
 }
 
 classifier() {  # the instrument classifier of the identity metric (eval/train_classifier.py)
@@ -90,12 +105,12 @@ install_generators() {
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(corpora held-out codec caches generators baselines classifier)
+[ ${#stages[@]} -gt 0 ] || stages=(corpora held-out codec caches generators baselines classifier report)
 for stage in "${stages[@]}"; do
   case "$stage" in
-    corpora|held-out|codec|caches|generators|baselines|classifier) echo "== $stage"; "$stage" ;;
+    corpora|held-out|codec|caches|generators|baselines|classifier|report) echo "== $stage"; "$stage" ;;
     install) install_codec; install_generators ;;
-    *) echo "unknown stage '$stage'; stages: corpora held-out codec caches generators baselines classifier install" >&2
+    *) echo "unknown stage '$stage'; stages: corpora held-out codec caches generators baselines classifier report install" >&2
        exit 2 ;;
   esac
 done
