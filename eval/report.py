@@ -178,8 +178,8 @@ def _cell(v) -> str:
     return "–" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
 
-def _frechet_cell(first: bool, fd: float | None) -> str:
-    return "(reference)" if first else "–" if fd is None else f"{fd:.1f}"
+def _frechet_cell(reference: bool, fd: float | None) -> str:
+    return "(reference)" if reference else "–" if fd is None else f"{fd:.1f}"
 
 
 def markdown(summaries: dict[str, dict]) -> str:
@@ -187,17 +187,19 @@ def markdown(summaries: dict[str, dict]) -> str:
     keys = (*STEM_KEYS, *PIECE_KEYS)
     lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " | fréchet ↓ |",
              "|---|---:|" + "---:|" * (len(keys) + 1)]
+    first = next(iter(summaries), None)  # the reference of both tables
     stem_sets = [(n, s) for n, s in summaries.items() if s["pieces"]]
-    for i, (name, s) in enumerate(stem_sets):
-        cells = [_cell(s[k]) for k in keys] + [_frechet_cell(i == 0, s.get("frechet"))]
+    for name, s in stem_sets:
+        cells = [_cell(s[k]) for k in keys] + [_frechet_cell(name == first, s.get("frechet"))]
         lines.append(f"| {name} | {s['pieces']} | " + " | ".join(cells) + " |")
     mix_sets = [(n, s["mix"]) for n, s in summaries.items() if s["mix"]["pieces"]]
     if mix_sets:
         lines += ["", "Mixes (mix.wav of each piece, scored as one stream):", "",
                   "| set | pieces | " + " | ".join(MIX_HEADERS[k] for k in MIX_KEYS)
                   + " | fréchet ↓ |", "|---|---:|" + "---:|" * (len(MIX_KEYS) + 1)]
-        for i, (name, m) in enumerate(mix_sets):
-            cells = [_cell(m[k]) for k in MIX_KEYS] + [_frechet_cell(i == 0, m.get("frechet"))]
+        for name, m in mix_sets:
+            cells = [_cell(m[k]) for k in MIX_KEYS] + [_frechet_cell(name == first,
+                                                                     m.get("frechet"))]
             lines.append(f"| {name} | {m['pieces']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -238,8 +240,9 @@ def plot_switches(sets: dict[str, dict[str, dict]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     curves = [(i, name, pieces, any(p["stems"] for p in pieces.values()))
               for i, (name, pieces) in enumerate(sets.items())]
-    if sets and not all(c[3] for c in curves):  # mix-only sets (dashed) get the reference's
-        curves.insert(1, (0, next(iter(sets)), next(iter(sets.values())), False))  # mixes too
+    if len(curves) > 1 and curves[0][3] and not all(c[3] for c in curves):
+        # mix-only sets (dashed) are drawn beside the reference's mixes
+        curves.insert(1, (0, curves[0][1], curves[0][2], False))
     for i, name, pieces, has_stems in curves:
         counts: dict[int, list[int]] = {}
         for piece in pieces.values():
@@ -326,10 +329,10 @@ def _stem_sets():
 def usable_separator(args: argparse.Namespace) -> str | None:
     """--separator if it loads; else None after one line: the mix baseline is then scored
     at the mix level only (the run goes on)."""
-    from stemcodec.separate import SeparatorError, load_separator
+    from stemcodec.separate import MissingWeightsError, load_separator
     try:
         load_separator(args.separator, args.demucs_repo)
-    except SeparatorError as exc:
+    except MissingWeightsError as exc:  # other separator errors (a bad name) stop the run
         print(f"mix baseline: {exc}; its mixes are scored at the mix level only",
               file=sys.stderr)
         return None
@@ -369,14 +372,20 @@ def make_sets(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def add_frechet(scored: dict[str, dict[str, dict]], summaries: dict[str, dict]) -> None:
-    """Fréchet distances to the first set with stems (per slot, averaged) and to the first
-    set with mixes (of the mixes)."""
-    for key, where in (("embeddings", lambda s: s), ("mix_embeddings", lambda s: s["mix"])):
+    """Fréchet distances to the first set (the reference): of the stems (per slot, averaged)
+    and of the mixes. A kind the first set lacks gets none (after one line)."""
+    first = next(iter(scored))
+    for key, where, kind in (("embeddings", lambda s: s, "stems"),
+                             ("mix_embeddings", lambda s: s["mix"], "mixes")):
         pooled = {name: pooled_embeddings(pieces, key) for name, pieces in scored.items()}
         pooled = {name: emb for name, emb in pooled.items() if emb}
         if not pooled:
             continue
-        reference = next(iter(pooled.values()))
+        if first not in pooled:
+            print(f"no Fréchet distance of the {kind}: the first set, {first}, has none "
+                  "(put the reference first)", file=sys.stderr)
+            continue
+        reference = pooled[first]
         for name, emb in pooled.items():
             per_slot = frechet_by_slot(emb, reference)
             target = where(summaries[name])

@@ -94,7 +94,8 @@ class Codec:
 
     def __init__(self, model: EncodecModel, name: str, bandwidth: float, weights_hash: str,
                  chunk_seconds: float = 20.0, context_seconds: float = 1.0,
-                 unit_rms: bool = False, source: str | None = None):
+                 unit_rms: bool = False, source: str | None = None,
+                 legacy_hash: str | None = None):
         self.model = model.eval()
         self.name = name
         self.source = source  # the checkpoint folder a codec of ours came from, else None
@@ -109,10 +110,18 @@ class Codec:
         self.weights_hash = weights_hash
         self.codec_id = (f"{name}-{self.bandwidth:g}kbps-{self.sample_rate}hz-"
                          f"{weights_hash[:12]}")
+        # the id these weights had before ids left the decoder out (hash of every weight)
+        self.legacy_id = (f"{name}-{self.bandwidth:g}kbps-{self.sample_rate}hz-"
+                          f"{legacy_hash[:12]}") if legacy_hash else None
         self.chunk_frames = max(1, int(chunk_seconds * self.frame_rate))
         self.context_frames = int(context_seconds * self.frame_rate)
         self.causal = any(getattr(m, "causal", False) for m in model.encoder.modules())
         self.unit_rms = unit_rms
+
+    def makes(self, codec_id: str | None) -> bool:
+        """Whether tokens recorded under `codec_id` are this codec's: its id, or the id the
+        same weights had before ids covered only the token-making weights."""
+        return codec_id is not None and codec_id in (self.codec_id, self.legacy_id)
 
     def info(self) -> dict[str, Any]:
         """What a manifest or a generator checkpoint records to find and check this codec."""
@@ -235,7 +244,9 @@ def _from_config(cfg: dict[str, Any], state: dict[str, torch.Tensor] | None, nam
         except RuntimeError as exc:
             raise CodecError(f"codec {name}: weights do not fit its config.json "
                              f"({str(exc).splitlines()[0][:160]})") from None
-    return Codec(model, name, bandwidth, token_hash(model.state_dict()), source=source)
+    state = model.state_dict()
+    return Codec(model, name, bandwidth, token_hash(state), source=source,
+                 legacy_hash=state_hash(state))
 
 
 def _check_bandwidth(name: str, bandwidth: float | None, valid: list[float]) -> None:
@@ -306,8 +317,9 @@ def _official(name: str, bandwidth: float | None, repository) -> Codec:
     except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise CodecError(f"{path} is not a usable {name} state dict ({reason})") from None
-    return Codec(model, name, bandwidth, token_hash(model.state_dict()),
-                 unit_rms=(name == "encodec_48khz"))
+    state = model.state_dict()
+    return Codec(model, name, bandwidth, token_hash(state), unit_rms=(name == "encodec_48khz"),
+                 legacy_hash=state_hash(state))
 
 
 def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,

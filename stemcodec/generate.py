@@ -71,7 +71,7 @@ def codec_for(model, codec_repo: str | None, device: str):
         raise UserError("the checkpoint does not say which codec made its tokens")
     name = info.get("source") or info["name"]  # a codec checkpoint folder is found by its path
     codec = load_codec(name, info.get("bandwidth"), repository=codec_repo, device=device)
-    if info.get("id") and codec.codec_id != info["id"]:
+    if info.get("id") and not codec.makes(info["id"]):
         raise UserError(f"the checkpoint was trained on codec {info['id']}, but {info['name']} "
                         f"here is {codec.codec_id}; use the same codec weights (--codec-repo)")
     return codec

@@ -35,6 +35,10 @@ class SeparatorError(UserError):
     pass
 
 
+class MissingWeightsError(SeparatorError):
+    """A known separator whose weights are not on this machine."""
+
+
 class Separator:
     """A Demucs model (or bag of models) with the stemcodec interface.
 
@@ -262,7 +266,7 @@ def load_separator(name: str = "htdemucs_6s", repo: str | os.PathLike | None = N
     if missing:
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         where = str(folder) if folder else f"{_hf_cache_dir()} ({_hf_repo(name)}) and {hub}"
-        raise SeparatorError(
+        raise MissingWeightsError(
             f"missing Demucs weights for {name}: {', '.join(f'{s}.safetensors' for s in missing)}"
             f" (or {', '.join(f'{s}-<sha>.th' for s in missing)}) not found in {where}; on a "
             f"machine with internet run `python -m demucs -n {name} any.wav` once and copy the "

@@ -6,7 +6,7 @@ import pytest
 import torch
 from encodec import EncodecModel
 
-from stemcodec.checkpoint import file_sha256
+from stemcodec.checkpoint import file_sha256, state_hash
 from stemcodec.codec import (
     DEBUG_CONFIG,
     CodecError,
@@ -167,6 +167,9 @@ def test_own_checkpoint_round_trip_and_debug_determinism(tmp_path):
     assert codec.name == "mine" and codec.num_codebooks == 4
     assert codec.info()["source"] == str((tmp_path / "mine").resolve())  # to find it again
     assert codec.codec_id.endswith(token_hash(model.state_dict())[:12])
+    # tokens recorded under the id these weights had before (a hash of every weight) still fit
+    assert codec.makes(f"mine-3kbps-24000hz-{state_hash(model.state_dict())[:12]}")
+    assert codec.makes(codec.codec_id) and not codec.makes("mine-3kbps-24000hz-000000000000")
     # the id names the tokens: another decoder keeps it, another encoder or codebook does not
     state = model.state_dict()
     for name, same in (("decoder.model.0.conv.conv.bias", True),

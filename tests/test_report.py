@@ -168,3 +168,32 @@ def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
     assert summary["mix baseline"]["mix"]["frechet"] > 0.01
     piece = next((out / "sets" / "baseline-mix").iterdir())
     assert sorted(p.name for p in piece.iterdir()) == ["mix.wav"]
+
+
+def test_mixes_only_reference_and_bad_separator_name(tmp_path, write_tone, classifier,
+                                                     mix_checkpoint, capsys):
+    """A mix-only first set is still the reference (of the mixes; the stems get no Fréchet
+    distance, after one line), and a misspelt separator stops the run instead of being
+    taken for missing weights."""
+    mixes = tmp_path / "mixes"
+    assert stem_sets.main(["--checkpoint", str(mix_checkpoint), "--slots", "drums,bass,piano",
+                           "--pieces", "2", "--duration", "2", "--out", str(mixes)]) == 0
+    assert "mixes (no --separator: mix.wav only)" in capsys.readouterr().out
+    ref = tmp_path / "ref"
+    assert stem_sets.main(["--corpus", str(three_slot_corpus(tmp_path / "corpus", write_tone)),
+                           "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
+                           "--out", str(ref)]) == 0
+    out = tmp_path / "report"
+    assert report.main(["--set", f"gen={mixes}", "--set", f"real={ref}", "--classifier",
+                        classifier, "--out", str(out)]) == 0
+    assert "no Fréchet distance of the stems: the first set, gen, has none" in \
+        capsys.readouterr().err
+    stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
+    assert "(reference)" not in stems_table and "| real | 2 |" in stems_table
+    assert "| gen | 2 | " in mixes_table and mixes_table.count("(reference)") == 1
+    assert report.main(["--real", str(ref), "--baseline-mix", str(mix_checkpoint),
+                        "--separator", "htdemcus", "--slots", "drums,bass,piano", "--pieces",
+                        "1", "--duration", "2", "--classifier", classifier,
+                        "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown separator 'htdemcus'") and "\n" not in err

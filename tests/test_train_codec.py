@@ -164,7 +164,7 @@ def test_bad_corpus_or_config_is_one_line_error(tmp_path, capsys, case, expected
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
 
 
-def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path):
+def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path, capsys):
     """init_from + freeze=[encoder,quantizer]: the decoder learns, the tokens do not move, so
     token caches and generators made with the first codec stay valid (same codec id)."""
     from stemcodec.codec import load_codec
@@ -183,10 +183,18 @@ def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path):
     training = json.loads((tuned / "config.json").read_text())["training"]
     assert training["freeze"] == ["encoder", "quantizer"] and training["init_from"] == str(first)
 
+    # a resume keeps its own weights (the first codec need not exist any more), not another freeze
+    assert train(corpus, tuned, "steps=7", "init_from=/gone", "freeze=[encoder,quantizer]",
+                 "eval_every=100") == 0
+    assert load_codec(str(tuned)).codec_id == a.codec_id
+    assert train(corpus, tuned, "steps=8", f"init_from={first}", "freeze=[encoder]") == 2
+    assert "was trained with freeze=['encoder', 'quantizer']" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["freeze=[encoder,quantizer,decoder]"], "not all"),
+    (["freeze=[encoder,quantizer,decoder]"], "nothing would train"),
     (["freeze=[encodr]"], "encodr unknown"),
+    (["freeze=[quantizer]"], "freeze both"),
     (["init_from=/nonexistent/codec"], "not a codec folder"),
 ])
 def test_bad_fine_tune_options_are_one_line_errors(corpus, tmp_path, capsys, overrides, expected):

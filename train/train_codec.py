@@ -565,9 +565,16 @@ def check_config(cfg: CodecTrainConfig) -> None:
     if cfg.batch_size < 1 or cfg.steps < 1 or cfg.data.segment_seconds <= 0:
         raise UserError("batch_size, steps and data.segment_seconds must be positive")
     bad = sorted(set(cfg.freeze) - set(PARTS))
-    if bad or set(cfg.freeze) >= set(PARTS):
-        raise UserError(f"freeze={cfg.freeze}: give some of {', '.join(PARTS)}, not all"
-                        + (f" ({', '.join(bad)} unknown)" if bad else ""))
+    if bad:
+        raise UserError(f"freeze={cfg.freeze}: {', '.join(bad)} unknown; give some of "
+                        f"{', '.join(PARTS)}")
+    if set(cfg.freeze) >= set(PARTS):
+        raise UserError(f"freeze={cfg.freeze}: nothing would train; leave one of "
+                        f"{', '.join(PARTS)} out")
+    if "quantizer" in cfg.freeze and "encoder" not in cfg.freeze:
+        # a quantizer in eval mode passes no gradient through (no straight-through estimate)
+        raise UserError(f"freeze={cfg.freeze}: a frozen quantizer passes no gradient to the "
+                        "encoder; freeze both ([encoder,quantizer]) or neither")
     saved = Path(cfg.out) / "train_config.json"
     if saved.is_file() and latest_checkpoint(Path(cfg.out)) is not None:
         old = json.loads(saved.read_text())
@@ -576,6 +583,9 @@ def check_config(cfg: CodecTrainConfig) -> None:
                 raise UserError(f"{cfg.out} was trained with model.{key}="
                                 f"{old.get('model', {}).get(key)!r}, not {cfg.model.get(key)!r}; "
                                 "use another out folder")
+        if sorted(old.get("freeze", [])) != sorted(cfg.freeze):
+            raise UserError(f"{cfg.out} was trained with freeze={old.get('freeze', [])}, not "
+                            f"{cfg.freeze}; keep it or use another out folder")
         if old.get("losses", {}).get("adversarial") != cfg.losses.adversarial:
             raise UserError(f"{cfg.out} was trained with losses.adversarial="
                             f"{old.get('losses', {}).get('adversarial')}; keep it or use another "
@@ -625,7 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
     set_seed(cfg.seed)
     codec = build_encodec(cfg.model)
-    if cfg.init_from:
+    resume = latest_checkpoint(out)
+    if cfg.init_from and resume is None:  # a resumed run has its own weights
         load_init(codec, cfg)
     elif cfg.init == "preserving":
         preserving_init(codec)
@@ -654,7 +665,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress()
     accelerator.register_for_checkpointing(progress)
 
-    resume = latest_checkpoint(out)
     if resume is not None:
         accelerator.load_state(str(resume))
         logger.info("resumed from %s (step %d)", resume, progress.step)

@@ -142,7 +142,7 @@ class Preparer:
                 old = json.loads(path.read_text())
             except ValueError:
                 old = None
-            if not old or old.get("codec", {}).get("id") != info["codec"]["id"]:
+            if not old or not self.codec.makes(old.get("codec", {}).get("id")):
                 other = (old or {}).get("codec", {}).get("id", "an unknown codec")
                 raise CacheError(
                     f"{self.out} holds tokens of codec {other}, not {info['codec']['id']}; "
@@ -169,7 +169,7 @@ class Preparer:
             entry = json.loads(path.read_text())
         except (ValueError, OSError):
             return None
-        return entry if entry.get("codec_id") == self.codec.codec_id else None
+        return entry if self.codec.makes(entry.get("codec_id")) else None
 
     # -- one song ---------------------------------------------------------------------------
     def process(self, song: Song, root: Path) -> dict[str, Any] | None:

@@ -9,6 +9,8 @@ computed through the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which are real and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -26,5 +28,6 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
     root_a = _sqrtm_psd(cov_a)
     cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
-    # the trace terms cancel to a tiny negative number for two equal sets: the distance is >= 0
-    return max(0.0, float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross))
+    distance = float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    # the trace terms cancel to a tiny negative number for two equal sets (NaN is kept)
+    return distance if math.isnan(distance) else max(0.0, distance)
