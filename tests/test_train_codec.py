@@ -194,6 +194,7 @@ def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path, c
 @pytest.mark.parametrize("overrides, expected", [
     (["freeze=[encoder,quantizer,decoder]"], "nothing would train"),
     (["freeze=[encodr]"], "encodr unknown"),
+    (["freeze=[encoder,decoder]"], "nothing would train"),
     (["freeze=[quantizer]"], "freeze both"),
     (["init_from=/nonexistent/codec"], "not a codec folder"),
 ])

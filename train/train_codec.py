@@ -360,11 +360,10 @@ class CodecModule(nn.Module):
         return self
 
     def forward(self, wav: torch.Tensor):
-        # nothing to backpropagate into a frozen encoder (and quantizer): skip their graph
+        # nothing to backpropagate into a frozen encoder: skip its graph and the quantizer's
+        # (whose codebooks learn by EMA, not by gradient)
         with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
             emb = self.codec.encoder(wav)  # [B, D, T]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not
-                                    {"encoder", "quantizer"} <= self.frozen):
             q = self.codec.quantizer(emb, self.frame_rate)  # all n_q codebooks
         out = self.codec.decoder(q.quantized)[..., : wav.shape[-1]]  # [B, 1, S]
         return out, q.penalty, emb.detach()
@@ -568,9 +567,9 @@ def check_config(cfg: CodecTrainConfig) -> None:
     if bad:
         raise UserError(f"freeze={cfg.freeze}: {', '.join(bad)} unknown; give some of "
                         f"{', '.join(PARTS)}")
-    if set(cfg.freeze) >= set(PARTS):
-        raise UserError(f"freeze={cfg.freeze}: nothing would train; leave one of "
-                        f"{', '.join(PARTS)} out")
+    if {"encoder", "decoder"} <= set(cfg.freeze):  # the quantizer has no trained parameters
+        raise UserError(f"freeze={cfg.freeze}: nothing would train; leave the encoder or the "
+                        "decoder out")
     if "quantizer" in cfg.freeze and "encoder" not in cfg.freeze:
         # a quantizer in eval mode passes no gradient through (no straight-through estimate)
         raise UserError(f"freeze={cfg.freeze}: a frozen quantizer passes no gradient to the "
