@@ -204,6 +204,11 @@ def markdown(summaries: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _column(piece: dict, column: str) -> dict | None:
+    """A piece's figures for a plot column: a slot's stem, or "mix"."""
+    return piece.get("mix") if column == "mix" else piece["stems"].get(column)
+
+
 def plot_stability(sets: dict[str, dict[str, dict]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -213,10 +218,8 @@ def plot_stability(sets: dict[str, dict[str, dict]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(min(14, max(6, 0.8 * len(columns) * max(1, len(sets)))), 4))
     width = 0.8 / max(1, len(sets))
     for i, (name, pieces) in enumerate(sets.items()):
-        def figures(piece: dict, column: str) -> dict | None:
-            return piece.get("mix") if column == "mix" else piece["stems"].get(column)
         data = [[f["timbre_stability"] for p in pieces.values()
-                 if (f := figures(p, c)) is not None and f["timbre_stability"] is not None]
+                 if (f := _column(p, c)) is not None and f["timbre_stability"] is not None]
                 for c in columns]
         pos = [j + (i - (len(sets) - 1) / 2) * width for j in range(len(columns))]
         keep = [(d, x) for d, x in zip(data, pos) if d]
@@ -326,17 +329,16 @@ def _stem_sets():
     return module
 
 
-def usable_separator(args: argparse.Namespace) -> str | None:
-    """--separator if it loads; else None after one line: the mix baseline is then scored
-    at the mix level only (the run goes on)."""
+def usable_separator(args: argparse.Namespace):
+    """The loaded --separator; None when its weights are missing, after one line: the mix
+    baseline is then scored at the mix level only (the run goes on)."""
     from stemcodec.separate import MissingWeightsError, load_separator
     try:
-        load_separator(args.separator, args.demucs_repo)
+        return load_separator(args.separator, args.demucs_repo, args.device)
     except MissingWeightsError as exc:  # other separator errors (a bad name) stop the run
         print(f"mix baseline: {exc}; its mixes are scored at the mix level only",
               file=sys.stderr)
         return None
-    return args.separator
 
 
 def make_sets(args: argparse.Namespace) -> dict[str, Path]:

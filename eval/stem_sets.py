@@ -64,11 +64,11 @@ def write_piece(folder: Path, stems: dict[str, torch.Tensor], rate: int,
 
 
 def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, seed: int,
-              out: Path, batch: int = 4, separator: str | None = None,
+              out: Path, batch: int = 4, separator=None,
               demucs_repo: str | None = None, device: str = "cpu",
               temperature: float = 1.0, top_k: int = 250) -> list[Path]:
-    """`pieces` generations of `slots`. A mix-mode model's mixes are split by `separator`,
-    or with none kept as mix.wav alone."""
+    """`pieces` generations of `slots`. A mix-mode model's mixes are split by `separator` (a
+    name, or a loaded stemcodec.separate.Separator), or with none kept as mix.wav alone."""
     from stemcodec.generate import codec_for, load_model
     from stemcodec.model import SamplingConfig, generate_codes
     model, checkpoint = load_model(checkpoint, device)
@@ -79,7 +79,8 @@ def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, se
     if mix_mode:
         if separator is not None:
             from stemcodec.separate import load_separator
-            split = load_separator(separator, demucs_repo, device)
+            split = load_separator(separator, demucs_repo, device) \
+                if isinstance(separator, str) else separator
         names = ["mix"]
     else:
         names = list(slots.names)
