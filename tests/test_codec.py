@@ -183,8 +183,8 @@ def test_own_checkpoint_round_trip_and_debug_determinism(tmp_path):
 
 
 def test_mini_not_bundled_says_how_to_train_it(monkeypatch):
-    import stemcodec.codec
-    monkeypatch.setattr(stemcodec.codec, "bundled", lambda name: None)  # an install without it
+    import stemcodec.checkpoint
+    monkeypatch.setattr(stemcodec.checkpoint, "bundled", lambda name: None)  # an install without it
     with pytest.raises(CodecError, match="train/train_codec.py"):
         load_codec("mini")
 

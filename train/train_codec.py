@@ -3,27 +3,14 @@
     accelerate launch train/train_codec.py --config configs/codec-mini.yaml
     accelerate launch train/train_codec.py --config configs/codec-mini.yaml steps=40000  # resumes
 
-Reading order: config -> segments -> losses -> codebooks -> evaluation -> checkpoints -> main.
+Reading order: config -> segments -> evaluation -> checkpoints -> main. The model, its
+codebook upkeep and its losses live in stemcodec.codec (mini.py, codebooks.py, losses.py).
 The device and number of processes come from `accelerate config`; everything runs in float32.
 Run folder:
     OUT/model.safetensors + config.json   the latest codec: load_codec("OUT") reads it, and
                                           a copy in stemcodec/assets/codec-mini is `--codec mini`
     OUT/checkpoints/step_XXXXXXX/         full training state for resume (last few kept)
     OUT/log.jsonl, OUT/logs/              losses and validation (JSON lines, TensorBoard)
-
-Codebooks. The `encodec` package updates its codebooks by EMA in training mode, but as used
-here (build_encodec: no k-means init) it cannot train them: the EMA starts from a cluster
-size of zero, which scales unused codes up by ~1e5 and the codebook collapses to a code or
-two; and its dead-code replacement is a no-op (it writes `embed`, which the EMA step then
-overwrites from `embed_avg`). So this script keeps the package's EMA update but does the rest
-itself: codebooks start as k-means of the first batch's encodings with consistent EMA
-statistics, and after each step a code used less than `quantizer.dead_code` times the
-average is reset to a random encoding of the batch (EMA statistics included).
-
-Initialisation. With PyTorch's default init the decoded audio of a fresh SEANet hardly
-depends on its input (about 1e-4 of its level), and training sits on "the average spectrum"
-for a long time; `init: preserving` (the default) redraws every convolution so that the
-signal keeps its scale through the layers (see preserving_init).
 """
 
 from __future__ import annotations
@@ -56,14 +43,29 @@ from tqdm import tqdm
 
 from stemcodec.audio import is_silent, resample
 from stemcodec.checkpoint import load_pretrained
-from stemcodec.codec import CONFIG_KEYS, MINI_CONFIG, build_encodec, save_codec
+from stemcodec.codec import CONFIG_KEYS, DECODER_DEFAULTS, MINI_CONFIG, build_codec, save_codec
+from stemcodec.codec.codebooks import (
+    codebook_perplexity,
+    init_codebooks,
+    replace_dead_codes,
+    sync_codebooks,
+)
+from stemcodec.codec.losses import (
+    Balancer,
+    MultiResolutionSTFT,
+    MultiScaleMel,
+    feature_matching,
+    hinge_discriminator,
+    hinge_generator,
+)
+from stemcodec.codec.mini import PARTS, CodecModule, preserving_init
+from stemcodec.codec.tones import random_tones
 from stemcodec.config import load_config, to_dict
 from stemcodec.corpus.dataset import split_songs
 from stemcodec.errors import UserError, cli
 from stemcodec.metrics.quality import mel_distance, mrstft_distance, si_sdr
 
 logger = logging.getLogger("train_codec")
-PARTS = ("encoder", "quantizer", "decoder")
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -74,6 +76,8 @@ class CodecDataConfig:
     valid_fraction: float = 0.1  # share of pieces held out (stable hash of the piece id)
     include_mix: bool = True  # mix.wav too, not only the stems
     silence_db: float = -50.0  # a segment below this RMS is drawn again
+    # share of segments replaced by synthetic harmonic tones (stemcodec.codec.tones)
+    tone_fraction: float = 0.0
     num_workers: int = 0
 
 
@@ -93,6 +97,9 @@ class LossConfig:
     mel: float = 1.0  # multi-scale log-mel L1 + L2
     mel_scales: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
     n_mels: int = 64
+    # multi-resolution STFT on linear frequency (windows long enough to resolve harmonics)
+    stft: float = 0.0
+    stft_windows: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
     commitment: float = 1.0  # the quantizer's commitment penalty (not balanced)
     adversarial: bool = False  # MS-STFT discriminator + feature matching, through the balancer
     adv: float = 3.0
@@ -119,6 +126,9 @@ class CodecTrainConfig:
     # a codec folder (config.json + model.safetensors) whose weights start a new run, e.g.
     # stemcodec/assets/codec-mini; its codebooks are kept (no k-means, no `init`)
     init_from: str | None = None
+    # the parts taken from init_from: [encoder, quantizer] keeps its tokens and trains a new
+    # decoder (of any type) for them, from scratch
+    init_parts: list[str] = field(default_factory=lambda: list(PARTS))
     # parts kept fixed: [encoder, quantizer] trains the decoder alone, so the tokens (and the
     # codec id, the token caches and the generators trained on them) stay valid
     freeze: list[str] = field(default_factory=list)
@@ -215,9 +225,9 @@ class SegmentDataset(Dataset):
     Stems are drawn in proportion to their length."""
 
     def __init__(self, stems: list[Stem], length: int, rate: int, seed: int,
-                 silence_db: float, tries: int = 10):
+                 silence_db: float, tries: int = 10, tone_fraction: float = 0.0):
         self.stems, self.length, self.rate, self.seed = stems, length, rate, seed
-        self.silence_db, self.tries = silence_db, tries
+        self.silence_db, self.tries, self.tone_fraction = silence_db, tries, tone_fraction
         spans = np.array([max(1, s.samples - self._need(s) + 1) for s in stems], dtype=np.float64)
         self.cumulative = np.cumsum(spans) / spans.sum()
 
@@ -229,6 +239,8 @@ class SegmentDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, index])
+        if self.tone_fraction > 0 and rng.random() < self.tone_fraction:
+            return random_tones(rng, self.length, self.rate)
         for _ in range(self.tries):
             i = min(int(np.searchsorted(self.cumulative, rng.random(), side="right")),
                     len(self.stems) - 1)
@@ -255,208 +267,6 @@ class StepSampler(Sampler):
 
     def __len__(self) -> int:
         return sys.maxsize
-
-
-# -- losses ---------------------------------------------------------------------------------
-class MultiScaleMel(nn.Module):
-    """Mean over STFT sizes n_fft (hop n_fft/4) of L1 + L2 between log10 mel magnitudes,
-    the reconstruction loss of the EnCodec paper (scales 2^5..2^11 there)."""
-
-    def __init__(self, rate: int, scales: Sequence[int], n_mels: int = 64):
-        super().__init__()
-        self.scales = [int(n) for n in scales]
-        for n_fft in self.scales:
-            with warnings.catch_warnings():  # the smallest FFTs leave some mel bands empty
-                warnings.simplefilter("ignore")
-                fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, rate / 2, n_mels, rate,
-                                           norm="slaney", mel_scale="htk")  # [F, n_mels]
-            self.register_buffer(f"fbank_{n_fft}", fbank, persistent=False)
-            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
-
-    def log_mel(self, wav: torch.Tensor, n_fft: int) -> torch.Tensor:
-        """wav [B, 1, S] -> log10 mel magnitude [B, n_mels, frames]."""
-        spec = torch.stft(wav.flatten(0, 1).float(), n_fft, n_fft // 4,
-                          window=getattr(self, f"window_{n_fft}"), return_complex=True).abs()
-        mel = torch.einsum("bft,fm->bmt", spec, getattr(self, f"fbank_{n_fft}"))
-        return mel.clamp_min(1e-5).log10()
-
-    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        total = estimate.new_zeros(())
-        for n_fft in self.scales:
-            a, b = self.log_mel(estimate, n_fft), self.log_mel(reference, n_fft)
-            total = total + F.l1_loss(a, b) + F.mse_loss(a, b)
-        return total / len(self.scales)
-
-
-def hinge_discriminator(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
-    """Hinge loss of the discriminator, averaged over its scales."""
-    return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)) / len(real)
-
-
-def hinge_generator(fake: list[torch.Tensor]) -> torch.Tensor:
-    return sum(F.relu(1 - f).mean() for f in fake) / len(fake)
-
-
-def feature_matching(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
-    """L1 between the discriminator's feature maps, each relative to the real map's mean |.|."""
-    terms = [F.l1_loss(f, r) / (r.abs().mean() + 1e-8)
-             for rs, fs in zip(real, fake) for r, f in zip(rs, fs)]
-    return sum(terms) / len(terms)
-
-
-class Balancer:
-    """EnCodec's loss balancer: the gradient each loss sends into the decoded audio is scaled
-    so that its norm (a bias-corrected EMA over steps) is weight / sum(weights) * total_norm;
-    the losses' scales then no longer matter, only their weights. Saved with the training
-    state (register_for_checkpointing)."""
-
-    def __init__(self, weights: dict[str, float], total_norm: float = 1.0, decay: float = 0.999):
-        self.weights, self.total_norm, self.decay = weights, total_norm, decay
-        self.sums = {name: 0.0 for name in weights}
-        self.count = 0.0
-
-    def gradient(self, losses: dict[str, torch.Tensor], audio: torch.Tensor,
-                 reduce=lambda t: t) -> torch.Tensor:
-        """The combined gradient for `audio` (to backpropagate as (audio * grad).sum()).
-        `reduce` averages the norms over processes."""
-        grads = [torch.autograd.grad(losses[name], [audio], retain_graph=True)[0]
-                 for name in self.weights]
-        norms = reduce(torch.stack([g.flatten(1).norm(dim=1).mean() for g in grads]))  # [L]
-        self.count = self.count * self.decay + 1
-        total_weight = sum(self.weights.values())
-        out = torch.zeros_like(audio)
-        for (name, weight), grad, norm in zip(self.weights.items(), grads, norms.tolist()):
-            self.sums[name] = self.sums[name] * self.decay + norm
-            average = self.sums[name] / self.count
-            out += grad * (self.total_norm * weight / total_weight / (average + 1e-12))
-        return out
-
-    def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sums, self.count = dict(state["sums"]), float(state["count"])
-
-
-# -- the model under training, and its codebooks --------------------------------------------
-class CodecModule(nn.Module):
-    """The EncodecModel in its training form: audio -> (decoded audio, commitment penalty,
-    encodings). One forward per step, so accelerate (DDP) can wrap it."""
-
-    def __init__(self, codec: nn.Module, freeze: Sequence[str] = ()):
-        super().__init__()
-        self.codec = codec
-        self.frozen = set(freeze)
-        self.frame_rate = codec.sample_rate / math.prod(codec.encoder.ratios)
-        for layer in codec.quantizer.vq.layers:  # dead codes are ours (see the docstring)
-            layer._codebook.threshold_ema_dead_code = 0
-        for part in self.frozen:
-            getattr(codec, part).requires_grad_(False)
-
-    def train(self, mode: bool = True) -> CodecModule:
-        super().train(mode)
-        for part in self.frozen:  # eval mode: a frozen quantizer's EMA must not move either
-            getattr(self.codec, part).eval()
-        return self
-
-    def forward(self, wav: torch.Tensor):
-        # nothing to backpropagate into a frozen encoder: skip its graph and the quantizer's
-        # (whose codebooks learn by EMA, not by gradient)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
-            emb = self.codec.encoder(wav)  # [B, D, T]
-            q = self.codec.quantizer(emb, self.frame_rate)  # all n_q codebooks
-        out = self.codec.decoder(q.quantized)[..., : wav.shape[-1]]  # [B, 1, S]
-        return out, q.penalty, emb.detach()
-
-
-@torch.no_grad()
-def preserving_init(codec: nn.Module, gain: float = 1.0) -> None:
-    """Every convolution drawn from N(0, gain^2 / fan_in), fan_in counted per output sample
-    (in_channels * kernel, divided by the stride for a transposed convolution), biases zero.
-    PyTorch's default draws Var = 1 / (3 fan_in) (fan_in of the *output* channels for a
-    transposed conv), which shrinks the signal 3x or more per layer: through SEANet's ~12
-    layers the decoded audio at init hardly depends on the input, and training sits for
-    thousands of steps on "the average spectrum". Weight norm is kept: g = |v| per channel."""
-    for module in codec.modules():
-        if not isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            continue
-        normed = hasattr(module, "weight_v")
-        weight = module.weight_v if normed else module.weight
-        k = module.kernel_size[0]
-        if isinstance(module, nn.ConvTranspose1d):  # weight [in, out, k]
-            fan_in = weight.shape[0] * k / module.stride[0]
-        else:  # weight [out, in / groups, k]
-            fan_in = weight.shape[1] * k
-        weight.normal_(0.0, gain / math.sqrt(fan_in))
-        if normed:  # weight_norm over dim 0: g holds the norm of each slice
-            module.weight_g.copy_(weight.flatten(1).norm(dim=1).view_as(module.weight_g))
-        if module.bias is not None:
-            module.bias.zero_()
-
-
-def _codebooks(codec: nn.Module):
-    return [layer._codebook for layer in codec.quantizer.vq.layers]
-
-
-def _kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """k-means of x [N, D] (matrix distances, no [N, k, D] tensor) -> (means [k, D], counts [k])."""
-    means = x[torch.randperm(x.shape[0])[:k]] if x.shape[0] >= k else \
-        x[torch.randint(0, x.shape[0], (k,))]
-    counts = torch.zeros(k, device=x.device)
-    for _ in range(max(1, iters)):
-        nearest = torch.cdist(x, means).argmin(dim=1)  # [N]
-        counts = torch.bincount(nearest, minlength=k).to(x.dtype)
-        sums = torch.zeros_like(means).index_add_(0, nearest, x)
-        means = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], means)
-    return means, counts
-
-
-@torch.no_grad()
-def init_codebooks(codec: nn.Module, wav: torch.Tensor, iters: int) -> None:
-    """Each residual codebook := k-means of its residuals over the encodings of wav [B, 1, S],
-    with EMA statistics that agree with it (embed_avg = embed * cluster_size), the same on
-    every process."""
-    emb = codec.encoder(wav)  # [B, D, T]
-    residual = emb.transpose(1, 2).reshape(-1, emb.shape[1])  # [B*T, D]
-    for book in _codebooks(codec):
-        means, counts = _kmeans(residual, book.codebook_size, iters)
-        book.embed.copy_(broadcast(means.contiguous()))
-        book.cluster_size.copy_(broadcast(counts.contiguous()))
-        book.embed_avg.copy_(book.embed * book.cluster_size[:, None])
-        residual = residual - F.embedding(book.quantize(residual), book.embed)
-
-
-@torch.no_grad()
-def replace_dead_codes(codec: nn.Module, emb: torch.Tensor, fraction: float) -> int:
-    """Codes whose EMA use is below `fraction` x the average use get a random residual of this
-    batch as their new vector, with the EMA statistics of an average code (so the next update
-    keeps it, and it is not reset again before it had time to be used)."""
-    if fraction <= 0:
-        return 0
-    residual = emb.transpose(1, 2).reshape(-1, emb.shape[1])  # [B*T, D]
-    replaced = 0
-    for book in _codebooks(codec):
-        quantized = F.embedding(book.quantize(residual), book.embed)  # before any reset
-        average = book.cluster_size.mean()
-        dead = book.cluster_size < fraction * average
-        n = int(dead.sum())
-        if n:  # a fresh code starts as an average one: ~230 steps (decay 0.99) to prove itself
-            fresh = residual[torch.randint(0, residual.shape[0], (n,), device=residual.device)]
-            book.embed[dead] = fresh
-            book.embed_avg[dead] = fresh * average
-            book.cluster_size[dead] = average
-            replaced += n
-        residual = residual - quantized
-    return replaced
-
-
-def codebook_perplexity(codec: nn.Module) -> list[float]:
-    """exp(entropy) of each codebook's EMA use: how many codes it effectively uses."""
-    out = []
-    for book in _codebooks(codec):
-        p = book.cluster_size / book.cluster_size.sum().clamp_min(1e-12)
-        out.append(float(torch.exp(-(p * p.clamp_min(1e-12).log()).sum())))
-    return out
 
 
 # -- schedule, progress ---------------------------------------------------------------------
@@ -554,15 +364,18 @@ def save_checkpoint(accelerator: Accelerator, module, progress: Progress,
 def check_config(cfg: CodecTrainConfig) -> None:
     """The model mapping is MINI_CONFIG overridden by the config; a run folder resumes only
     with the architecture (and discriminator) it was started with."""
-    unknown = sorted(set(cfg.model) - set(CONFIG_KEYS) - {"type", "name"})
+    unknown = sorted(set(cfg.model) - set(CONFIG_KEYS) - set(DECODER_DEFAULTS) - {"type", "name"})
     if unknown:
         raise UserError(f"unknown model key(s) {', '.join('model.' + k for k in unknown)}; "
-                        f"valid: {', '.join(CONFIG_KEYS)}, name")
+                        f"valid: {', '.join((*CONFIG_KEYS, *DECODER_DEFAULTS))}, name")
     cfg.model = {**MINI_CONFIG, **cfg.model, "type": "encodec"}
     if cfg.model["channels"] != 1:
         raise UserError("model.channels: the codec trainer reads mono stems; use 1")
     if cfg.batch_size < 1 or cfg.steps < 1 or cfg.data.segment_seconds <= 0:
         raise UserError("batch_size, steps and data.segment_seconds must be positive")
+    bad_parts = sorted(set(cfg.init_parts) - set(PARTS))
+    if bad_parts or not cfg.init_parts:
+        raise UserError(f"init_parts={cfg.init_parts}: give some of {', '.join(PARTS)}")
     bad = sorted(set(cfg.freeze) - set(PARTS))
     if bad:
         raise UserError(f"freeze={cfg.freeze}: {', '.join(bad)} unknown; give some of "
@@ -598,11 +411,14 @@ def load_init(codec: nn.Module, cfg: CodecTrainConfig) -> None:
         raise UserError(f"init_from={folder}: not a codec folder (config.json + "
                         "model.safetensors), e.g. stemcodec/assets/codec-mini or runs/codec-mini")
     state, saved = load_pretrained(folder)
-    for key in CONFIG_KEYS:
+    saved = {**DECODER_DEFAULTS, **saved}  # codecs saved before the iSTFT decoder: SEANet
+    keys = CONFIG_KEYS if "decoder" not in cfg.init_parts else (*CONFIG_KEYS, *DECODER_DEFAULTS)
+    for key in keys:
         if saved.get(key) != cfg.model.get(key):
             raise UserError(f"init_from={folder} has model.{key}={saved.get(key)!r}, this "
                             f"config {cfg.model.get(key)!r}; make them agree")
-    codec.load_state_dict(state)
+    state = {k: v for k, v in state.items() if k.split(".")[0] in cfg.init_parts}
+    codec.load_state_dict(state, strict=False)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -633,17 +449,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
     set_seed(cfg.seed)
-    codec = build_encodec(cfg.model)
+    codec = build_codec(cfg.model)
     resume = latest_checkpoint(out)
+    if cfg.init == "preserving":
+        preserving_init(codec)
     if cfg.init_from and resume is None:  # a resumed run has its own weights
         load_init(codec, cfg)
-    elif cfg.init == "preserving":
-        preserving_init(codec)
     module = CodecModule(codec, cfg.freeze)
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
     mel = MultiScaleMel(rate, cfg.losses.mel_scales, cfg.losses.n_mels).to(accelerator.device)
+    stft = MultiResolutionSTFT(cfg.losses.stft_windows)
+    w = cfg.losses
     disc = d_optimizer = balancer = None
     if cfg.losses.adversarial:
         from encodec.msstftd import MultiScaleSTFTDiscriminator
@@ -654,8 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         betas=cfg.optim.betas, weight_decay=0.0)
         module, optimizer, disc, d_optimizer = accelerator.prepare(module, optimizer, disc,
                                                                    d_optimizer)
-        balancer = Balancer({"l1": cfg.losses.l1, "mel": cfg.losses.mel,
-                             "adv": cfg.losses.adv, "feat": cfg.losses.feat},
+        weights = {"l1": w.l1, "mel": w.mel, "stft": w.stft, "adv": w.adv, "feat": w.feat}
+        balancer = Balancer({k: v for k, v in weights.items() if v > 0},
                             total_norm=cfg.losses.balancer_norm)
         accelerator.register_for_checkpointing(balancer)
     else:
@@ -675,7 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     accelerator.init_trackers("train_codec", config=_flat(to_dict(cfg)))
 
-    train_set = SegmentDataset(stems["train"], length, rate, cfg.seed, cfg.data.silence_db)
+    train_set = SegmentDataset(stems["train"], length, rate, cfg.seed, cfg.data.silence_db,
+                               tone_fraction=cfg.data.tone_fraction)
     sampler = StepSampler(cfg.batch_size, progress.step, accelerator.process_index,
                           accelerator.num_processes)
     # its own generator: a loader must not draw from the global RNG (resume would diverge)
@@ -694,19 +513,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                disable=not accelerator.is_main_process, file=sys.stderr)
     last_good = resume
     last_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
-    w = cfg.losses
     replaced, t0, steps_timed = 0, time.perf_counter(), 0
     module.train()
     try:
         for x in loader:
             x = x.to(accelerator.device)  # [B, 1, S]
             if progress.step == 0 and resume is None and not cfg.init_from:
-                init_codebooks(codec, x, cfg.quantizer.kmeans_iters)
+                init_codebooks(codec, x, cfg.quantizer.kmeans_iters, broadcast)
             lr_scale = learning_rate(progress.step, 1.0, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.optim.lr * lr_scale
             y, penalty, emb = module(x)
             parts = {"l1": F.l1_loss(y, x), "mel": mel(y, x), "commit": penalty}
+            if w.stft > 0:
+                parts["stft"] = stft(y, x)
 
             if disc is not None:  # the discriminator's step, on real and (detached) fake
                 for group in d_optimizer.param_groups:
@@ -727,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts["adv"] = hinge_generator(fake_logits)
                 parts["feat"] = feature_matching(real_maps, fake_maps)
 
-            loss = w.l1 * parts["l1"] + w.mel * parts["mel"] + w.commitment * parts["commit"]
+            loss = w.l1 * parts["l1"] + w.mel * parts["mel"] + w.commitment * parts["commit"] \
+                + w.stft * parts.get("stft", 0.0)
             if not torch.isfinite(accelerator.reduce(loss.detach(), "max")):
                 where = f"; the last good checkpoint {last_good} is intact" if last_good else ""
                 raise UserError(f"loss became {loss.item()} at step {progress.step}{where}; "
@@ -743,7 +564,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if "quantizer" not in cfg.freeze:
-                replaced += replace_dead_codes(codec, emb, cfg.quantizer.dead_code)
+                if accelerator.num_processes > 1:  # every rank's batch shapes the codebooks
+                    sync_codebooks(codec, lambda t: accelerator.reduce(t, "mean"))
+                    emb = accelerator.gather(emb)
+                replaced += replace_dead_codes(codec, emb, cfg.quantizer.dead_code, torch.Generator(
+                    ).manual_seed(cfg.seed * 1_000_003 + progress.step))
             progress.step += 1
             steps_timed += 1
             bar.update(1)

@@ -23,18 +23,25 @@ def _window(n_fft: int) -> torch.Tensor:
     return torch.hann_window(n_fft)
 
 
-def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, win: int | None = None) -> torch.Tensor:
-    """|STFT| of the mono downmix: `[n_fft // 2 + 1, T]`, centred frames, Hann window."""
+def magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int | None = None) -> torch.Tensor:
+    """|STFT| of signals `[..., S]` -> `[..., n_fft // 2 + 1, T]`, centred frames, Hann window;
+    differentiable (the codec losses use it too)."""
     win = win or n_fft
-    x = mono(wav)
     if x.shape[-1] < n_fft:  # reflect padding needs a signal longer than half a window
         x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
-    window = _window(win)
-    spec = torch.stft(x, n_fft, hop, win, window, center=True, return_complex=True)
-    return spec.abs()
+    window = _window(win).to(x.device)
+    lead = x.shape[:-1]
+    spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), n_fft, hop, win, window, center=True,
+                      return_complex=True)
+    return spec.abs().reshape(*lead, *spec.shape[-2:])
 
 
-@functools.lru_cache(maxsize=16)
+def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, win: int | None = None) -> torch.Tensor:
+    """|STFT| of the mono downmix: `[n_fft // 2 + 1, T]`, centred frames, Hann window."""
+    return magnitude(mono(wav), n_fft, hop, win)
+
+
+@functools.lru_cache(maxsize=32)
 def mel_filters(rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
                 f_max: float | None = None) -> torch.Tensor:
     """Slaney-normalised mel filterbank `[n_fft // 2 + 1, n_mels]` (HTK mel scale)."""

@@ -1,0 +1,119 @@
+"""The losses our codecs train with (EnCodec's recipe, plus linear-frequency resolution).
+
+    MultiScaleMel        L1 + L2 of log10 mel magnitudes over STFT sizes 2^6..2^11 (EnCodec)
+    MultiResolutionSTFT  spectral convergence + log-magnitude L1 on linear frequency, windows
+                         512..4096 at 24 kHz: long enough to resolve a bass note's harmonics,
+                         which 64 mel bands (about 90 Hz wide at 500 Hz) cannot
+    hinge_discriminator / hinge_generator / feature_matching   the MS-STFT discriminator's
+    Balancer             EnCodec's loss balancer
+
+One spectral front-end: the STFT magnitudes and mel filters of stemcodec.metrics.spectra.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics.spectra import magnitude, mel_filters
+
+
+class MultiScaleMel(nn.Module):
+    """Mean over STFT sizes n_fft (hop n_fft/4) of L1 + L2 between log10 mel magnitudes,
+    the reconstruction loss of the EnCodec paper (scales 2^5..2^11 there)."""
+
+    def __init__(self, rate: int, scales: Sequence[int], n_mels: int = 64):
+        super().__init__()
+        self.scales = [int(n) for n in scales]
+        for n_fft in self.scales:
+            with warnings.catch_warnings():  # the smallest FFTs leave some mel bands empty
+                warnings.simplefilter("ignore")
+                fbank = mel_filters(rate, n_fft, n_mels)  # [F, n_mels]
+            self.register_buffer(f"fbank_{n_fft}", fbank.clone(), persistent=False)
+
+    def log_mel(self, wav: torch.Tensor, n_fft: int) -> torch.Tensor:
+        """wav [B, 1, S] -> log10 mel magnitude [B, n_mels, frames]."""
+        spec = magnitude(wav.flatten(0, 1), n_fft, n_fft // 4)  # [B, F, frames]
+        mel = torch.einsum("bft,fm->bmt", spec, getattr(self, f"fbank_{n_fft}"))
+        return mel.clamp_min(1e-5).log10()
+
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for n_fft in self.scales:
+            a, b = self.log_mel(estimate, n_fft), self.log_mel(reference, n_fft)
+            total = total + F.l1_loss(a, b) + F.mse_loss(a, b)
+        return total / len(self.scales)
+
+
+class MultiResolutionSTFT(nn.Module):
+    """Mean over window sizes (hop window/4) of spectral convergence (the relative Frobenius
+    error of the magnitudes: led by the strong partials, i.e. the notes) plus the L1 of log
+    magnitudes (floored at 1e-5: every bin counts, noise floor included)."""
+
+    def __init__(self, windows: Sequence[int] = (512, 1024, 2048, 4096)):
+        super().__init__()
+        self.windows = [int(n) for n in windows]
+
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for n_fft in self.windows:
+            a = magnitude(estimate.flatten(0, 1), n_fft, n_fft // 4)  # [B, F, frames]
+            b = magnitude(reference.flatten(0, 1), n_fft, n_fft // 4)
+            convergence = (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-7)
+            log_l1 = F.l1_loss(a.clamp_min(1e-5).log(), b.clamp_min(1e-5).log())
+            total = total + convergence.mean() + log_l1
+        return total / len(self.windows)
+
+
+def hinge_discriminator(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Hinge loss of the discriminator, averaged over its scales."""
+    return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)) / len(real)
+
+
+def hinge_generator(fake: list[torch.Tensor]) -> torch.Tensor:
+    return sum(F.relu(1 - f).mean() for f in fake) / len(fake)
+
+
+def feature_matching(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """L1 between the discriminator's feature maps, each relative to the real map's mean |.|."""
+    terms = [F.l1_loss(f, r) / (r.abs().mean() + 1e-8)
+             for rs, fs in zip(real, fake) for r, f in zip(rs, fs)]
+    return sum(terms) / len(terms)
+
+
+class Balancer:
+    """EnCodec's loss balancer: the gradient each loss sends into the decoded audio is scaled
+    so that its norm (a bias-corrected EMA over steps) is weight / sum(weights) * total_norm;
+    the losses' scales then no longer matter, only their weights. Saved with the training
+    state (register_for_checkpointing)."""
+
+    def __init__(self, weights: dict[str, float], total_norm: float = 1.0, decay: float = 0.999):
+        self.weights, self.total_norm, self.decay = weights, total_norm, decay
+        self.sums = {name: 0.0 for name in weights}
+        self.count = 0.0
+
+    def gradient(self, losses: dict[str, torch.Tensor], audio: torch.Tensor,
+                 reduce=lambda t: t) -> torch.Tensor:
+        """The combined gradient for `audio` (to backpropagate as (audio * grad).sum()).
+        `reduce` averages the norms over processes."""
+        grads = [torch.autograd.grad(losses[name], [audio], retain_graph=True)[0]
+                 for name in self.weights]
+        norms = reduce(torch.stack([g.flatten(1).norm(dim=1).mean() for g in grads]))  # [L]
+        self.count = self.count * self.decay + 1
+        total_weight = sum(self.weights.values())
+        out = torch.zeros_like(audio)
+        for (name, weight), grad, norm in zip(self.weights.items(), grads, norms.tolist()):
+            self.sums[name] = self.sums[name] * self.decay + norm
+            average = self.sums[name] / self.count
+            out += grad * (self.total_norm * weight / total_weight / (average + 1e-12))
+        return out
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.count = dict(state["sums"]), float(state["count"])
