@@ -24,7 +24,6 @@ import re
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,6 @@ import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-import torchaudio.functional as AF
 from accelerate import Accelerator
 from accelerate.utils import broadcast, set_seed
 from torch import nn
