@@ -7,9 +7,9 @@ The model is the config's `model:` section with random weights; the codec is the
 (stemcodec.codec.MINI_CONFIG: 4 codebooks of 1024, 75 frames/s) with random weights, or
 `--codec debug`. Random weights cost what trained ones cost.
 
-- rtf: seconds of audio per second of wall time for `--duration` s of all slots, sampled with
-  the default SamplingConfig through `generate_codes` (KV cache) and decoded by the codec; the
-  median of `--repeats` runs. 4 slots at rtf 2 means 10 s of 4 stems in 5 s. The process's
+- rtf: seconds of audio per second of wall time for `--duration` s of all slots, generated with
+  the default settings by `StemGenerator.generate` (what `stemcodec.generate` runs: KV cache,
+  sliding past the model's window) and decoded by the codec; the median of `--repeats` runs. 4 slots at rtf 2 means 10 s of 4 stems in 5 s. The process's
   CPU time (generation + decoding) is printed with it: with one thread, CPU / wall below 1
   means the core was shared with other work and the wall times are slower than on an idle
   machine; CPU times are the steadier figure to compare two versions by.
@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from stemcodec import StemGenerator
 from stemcodec.checkpoint import state_hash
 from stemcodec.codec import DEBUG_CONFIG, MINI_CONFIG, Codec, build_encodec
 from stemcodec.config import from_dict
@@ -79,24 +80,19 @@ def instruments(slots: int, device: torch.device) -> torch.Tensor:
     return torch.arange(slots, device=device)[None]  # [1, K]
 
 
+def slot_names(model, slots: int) -> str:
+    """The first `slots` instruments of the model's vocabulary, as `--slots` lists them."""
+    return ",".join(model.config.vocabulary[:slots])
+
+
 def time_generation(model, codec, slots: int, frames: int, repeats: int) -> dict:
-    """Median seconds to generate `frames` of `slots` slots, and to decode them."""
-    device = next(model.parameters()).device
-    inst = instruments(slots, device)
-    gen, dec, cpu_gen, cpu_dec = [], [], [], []
-    for r in range(repeats):
-        g = torch.Generator(device=device).manual_seed(r)
-        sync(device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        codes = generate_codes(model, inst, frames, SamplingConfig(), generator=g)
-        sync(device)
-        t1, c1 = time.perf_counter(), time.process_time()
-        codec.decode(codes.flatten(0, 1))
-        t2, c2 = time.perf_counter(), time.process_time()
-        gen.append(t1 - t0)
-        dec.append(t2 - t1)
-        cpu_gen.append(c1 - c0)
-        cpu_dec.append(c2 - c1)
+    """Median seconds to generate `frames` of `slots` slots with StemGenerator (what the CLI
+    runs), split into sampling and decoding."""
+    generator = StemGenerator(model, codec, device=next(model.parameters()).device)
+    runs = [generator.generate(slot_names(model, slots), frames / codec.frame_rate, seed=r).timing
+            for r in range(repeats)]
+    gen, dec = [t["sample_s"] for t in runs], [t["decode_s"] for t in runs]
+    cpu_gen, cpu_dec = [t["sample_cpu_s"] for t in runs], [t["decode_cpu_s"] for t in runs]
     total = [a + b for a, b in zip(gen, dec)]
     cpu_total = [a + b for a, b in zip(cpu_gen, cpu_dec)]
     return {"generate_s": statistics.median(gen), "decode_s": statistics.median(dec),
@@ -263,8 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{device}; {model.num_parameters() / 1e6:.1f} M parameters; codec {args.codec}; "
           f"{args.duration:g} s = {frames} frames")
     # warm-up: first calls allocate and pick kernels
-    generate_codes(model, instruments(max(args.slots), "cpu"), 16, SamplingConfig())
-    codec.decode(torch.zeros(max(args.slots), codec.num_codebooks, 16, dtype=torch.long))
+    StemGenerator(model, codec, device="cpu").generate(slot_names(model, max(args.slots)),
+                                                       16 / codec.frame_rate)
 
     runs, rtf = {}, {}
     for slots in args.slots:

@@ -34,9 +34,8 @@ held-out() {  # pieces after the training corpora: the codec's quality is measur
   $PY -m stemcodec.render --recipe solo-piano --skip 200 --limit 8 --variants 1 --pcm16 --out data/held-out/solo-piano
 }
 
-codec() {  # phase 1: the whole codec; phase 2: its decoder alone (the tokens stay the same)
+codec() {  # SEANet encoder + iSTFT decoder, mel + linear-frequency STFT losses (docs/codec.md)
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS"
-  train train/train_codec.py --config configs/codec-mini-decoder.yaml threads="$THREADS"
   install_codec
 }
 
@@ -97,7 +96,7 @@ install_model() {  # RUN NAME [half]: the weights and config only, never the tra
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
-install_codec() { install_model runs/codec-mini-decoder codec-mini; }
+install_codec() { install_model runs/codec-mini codec-mini; }
 
 install_generators() {
   install_model runs/mini generator-mini half

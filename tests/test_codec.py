@@ -70,6 +70,7 @@ def test_official_format_loads_with_codebooks_of_the_bandwidth(repo, bandwidth, 
     assert codec.info()["num_codebooks"] == Q and codec.frame_rate == 75
 
 
+@pytest.mark.slow
 def test_codec_id_names_weights_and_bandwidth(repo, tmp_path):
     a = load_codec("encodec_24khz", 6, repository=repo)
     b = load_codec("encodec_24khz", 3, repository=repo)
@@ -105,6 +106,7 @@ def test_bad_bandwidth_and_unknown_name_list_the_choices(repo):
         load_codec("mp3")
 
 
+@pytest.mark.slow
 def test_chunked_encoding_matches_whole_encoding(repo):
     codec = load_codec("encodec_24khz", 6, repository=repo)
     wav = torch.cat([noise(2.0, seed=2), noise(77 / 24000, seed=3)], dim=-1)  # 150 frames + 77
@@ -274,3 +276,41 @@ def test_debug_codec_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
     load_codec("debug")
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def _istft_codec(tmp_path):
+    from stemcodec.codec import MINI_CONFIG
+    cfg = {**MINI_CONFIG, "n_filters": 4, "dimension": 16, "lstm": 0, "decoder_dim": 32,
+           "decoder_layers": 3}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = build_encodec(cfg)
+    save_codec(model, cfg, tmp_path / "istft")
+    return load_codec(str(tmp_path / "istft"))
+
+
+def test_istft_decoder_decodes_chunk_by_chunk_as_a_whole(tmp_path):
+    """The iSTFT decoder is causal but for its overlap-add: chunks with a left context longer
+    than its receptive field and `decode_lookahead` frames on the right give the same audio
+    as one pass (what streaming generation relies on)."""
+    codec = _istft_codec(tmp_path)
+    decoder = codec.model.decoder
+    assert codec.decode_lookahead == decoder.lookahead_frames == 2
+    codes = codec.encode(noise(3.0, seed=4))  # 225 frames
+    whole = codec.decode(codes)
+    codec.chunk_frames, codec.context_frames = 40, decoder.receptive_frames + 2
+    chunked = codec.decode(codes)
+    assert chunked.shape == whole.shape == (1, 1, 225 * 320)
+    assert torch.allclose(chunked, whole, atol=1e-5 * whole.abs().max())
+    codec.decode_lookahead = 0  # without the look-ahead each seam is audibly wrong
+    assert not torch.allclose(codec.decode(codes), whole, atol=1e-3 * whole.abs().max())
+
+
+def test_old_codec_folders_without_decoder_keys_are_seanet(tmp_path):
+    from stemcodec.codec import MINI_CONFIG
+    from stemcodec.codec.istft import ISTFTDecoder
+    old = {k: v for k, v in MINI_CONFIG.items() if not k.startswith("decoder") and k != "n_fft"}
+    model = build_encodec({**old, "n_filters": 4, "dimension": 16, "lstm": 0})
+    assert not isinstance(model.decoder, ISTFTDecoder)
+    with pytest.raises(CodecError, match="decoder 'wavenet' unknown; valid: seanet, istft"):
+        build_encodec({**old, "decoder": "wavenet"})

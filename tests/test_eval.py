@@ -1,29 +1,32 @@
-"""The evaluation CLIs on tiny inputs: bad inputs get their line, the run goes on, the JSON
-has the documented layout."""
+"""The evaluation on tiny inputs (stemcodec.evaluation: consistency, classifier_training;
+eval/codec_quality.py): bad inputs get their line, the run goes on, the JSON has the
+documented layout; eval/consistency.py runs as a user runs it."""
 
-import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from stemcodec.errors import UserError
+from stemcodec.evaluation.classifier_training import training_pieces, write_lines
+from stemcodec.evaluation.consistency import score_paths
 from stemcodec.metrics.classifier import ClassifierConfig, InstrumentClassifier
+from train_scripts import ok, one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def script(name):
-    spec = importlib.util.spec_from_file_location(f"eval_{name}", ROOT / "eval" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-consistency = script("consistency")
-codec_quality = script("codec_quality")
+def run_eval(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`python eval/<name>.py ARGS`, as the README runs it."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run([sys.executable, str(ROOT / "eval" / f"{name}.py"), *map(str, args)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def silent(path, seconds, rate=24000):
@@ -50,11 +53,9 @@ def test_consistency_scores_stems_and_reports_each_bad_input(tmp_path, write_ton
     (tmp_path / "empty").mkdir()
     single = write_tone(tmp_path / "single.flac", seconds=2.0)
     out = tmp_path / "c.json"
-    code = consistency.main([str(piece), str(tmp_path / "empty"), str(single),
-                             str(tmp_path / "missing"), "--classifier", tiny_classifier,
-                             "--json", str(out)])
+    scored = score_paths([piece, tmp_path / "empty", single, tmp_path / "missing"],
+                         tiny_classifier, json_path=out)
     err = capsys.readouterr().err
-    assert code == 0
     lines = [line for line in err.splitlines() if line.startswith("skipped")]
     assert len(lines) == 4, err
     assert any("empty" in line and "no stems" in line for line in lines)
@@ -62,7 +63,7 @@ def test_consistency_scores_stems_and_reports_each_bad_input(tmp_path, write_ton
     assert any("other.wav" in line for line in lines)
     assert any("drums.wav" in line and "silent" in line for line in lines)
     data = json.loads(out.read_text())
-    assert set(data) == {"files", "summary"}
+    assert set(data) == {"files", "summary"} and data == json.loads(json.dumps(scored))
     files = data["files"]
     assert set(files) == {str(piece / "piano.wav"), str(piece / "bass.wav"),
                           str(piece / "lead.wav"), str(single)}
@@ -76,22 +77,64 @@ def test_consistency_scores_stems_and_reports_each_bad_input(tmp_path, write_ton
     assert set(data["summary"]["instruments"]) == {"piano", "bass"}
 
 
-def test_consistency_with_nothing_to_score_is_one_line_and_exit_2(tmp_path, tiny_classifier,
-                                                                  capsys):
+def test_consistency_with_nothing_to_score_is_a_user_error(tmp_path, tiny_classifier):
     (tmp_path / "empty").mkdir()
-    code = consistency.main([str(tmp_path / "empty"), "--classifier", tiny_classifier])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("error: nothing to score")
+    with pytest.raises(UserError, match="^nothing to score"):
+        score_paths([tmp_path / "empty"], tiny_classifier)
 
 
-def test_consistency_without_a_classifier_is_a_user_error(tmp_path, write_tone, capsys):
+def test_consistency_without_a_classifier_is_a_user_error(tmp_path, write_tone):
     wav = write_tone(tmp_path / "piano.wav")
-    code = consistency.main([str(wav), "--classifier", str(tmp_path / "nope")])
-    assert code == 2 and "not a stemcodec checkpoint" in capsys.readouterr().err
+    with pytest.raises(UserError, match="not a stemcodec checkpoint"):
+        score_paths([wav], str(tmp_path / "nope"))
 
 
+@pytest.mark.slow
+def test_the_consistency_script_as_the_readme_runs_it(tmp_path, write_tone, tiny_classifier):
+    """The thin CLI: a table and the closing line; nothing to score is one line, exit 2."""
+    piece = tmp_path / "piece"
+    write_tone(piece / "piano.wav", seconds=2.0, freq=440.0)
+    write_tone(piece / "bass.wav", seconds=2.0, freq=110.0)
+    out = tmp_path / "c.json"
+    done = run_eval("consistency", piece, "--classifier", tiny_classifier, "--json", out)
+    assert ok(done) and done.stdout.splitlines()[0].split() == [
+        "instrument", "files", "stability", "switch", "identity"]
+    assert done.stdout.splitlines()[-1] == f"scored 2 stems, skipped 0; figures in {out}"
+    assert json.loads(out.read_text())["summary"]["files"] == 2
+    (tmp_path / "empty").mkdir()
+    assert one_line_error(run_eval("consistency", tmp_path / "empty", "--classifier",
+                                   tiny_classifier)).startswith("error: nothing to score")
+
+
+def test_classifier_lines_and_a_split_by_tune(tmp_path, write_tone):
+    """--write-lines' MIDI files, the same for the same seed; the training pieces are split by
+    tune, and one instrument or too few pieces are user errors."""
+    first = write_lines(tmp_path / "a", 2, seconds=4.0)
+    again = write_lines(tmp_path / "b", 2, seconds=4.0)
+    assert [p.name for p in first] == ["lines-0-0000.mid", "lines-0-0001.mid"]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    corpus = tmp_path / "corpus"
+    for i in range(12):
+        for slot in ("bass", "piano"):
+            write_tone(corpus / f"folk-band_tune{i}_v0" / f"{slot}.wav", seconds=0.2)
+    classes, train, test = training_pieces([corpus], 0.3)
+    assert classes == ["bass", "piano"] and train and test and len(train) + len(test) == 12
+    assert not {p.folder.name for p in train} & {p.folder.name for p in test}
+    one_tune = tmp_path / "one"
+    for slot in ("bass", "piano"):
+        write_tone(one_tune / "folk-band_tune0_v0" / f"{slot}.wav", seconds=0.2)
+        write_tone(one_tune / "folk-band_tune0_v1" / f"{slot}.wav", seconds=0.2)
+    with pytest.raises(UserError, match="too few"):
+        training_pieces([one_tune], 0.3)
+    lonely = tmp_path / "lonely"
+    write_tone(lonely / "p0" / "bass.wav", seconds=0.2)
+    with pytest.raises(UserError, match="at least two instruments"):
+        training_pieces([lonely], 0.3)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg with libopus")
-def test_codec_quality_averages_codec_and_opus_and_skips_bad_stems(tmp_path, write_tone, capsys):
+def test_codec_quality_averages_codec_and_opus_and_skips_bad_stems(tmp_path, write_tone):
     corpus = tmp_path / "corpus"
     for k, piece in enumerate(["p1", "p2", "p3"]):
         write_tone(corpus / piece / "piano.wav", seconds=1.0, freq=330.0 + 50 * k)
@@ -99,22 +142,31 @@ def test_codec_quality_averages_codec_and_opus_and_skips_bad_stems(tmp_path, wri
     silent(corpus / "p1" / "bass.wav", 1.0)
     (corpus / "p2" / "guitar.wav").write_bytes(b"")  # unreadable
     out = tmp_path / "q.json"
-    code = codec_quality.main([str(corpus), "--codec", "debug", "--limit", "2",
-                               "--json", str(out)])
-    captured = capsys.readouterr()
-    assert code == 0
-    lines = [line for line in captured.err.splitlines() if line.startswith("skipped")]
+    result = run_eval("codec_quality", corpus, "--codec", "debug", "--limit", "2",
+                      "--json", out)
+    assert ok(result)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
     assert len(lines) == 2 and "silent" in lines[0] + lines[1]
     data = json.loads(out.read_text())
-    keys = {"mel_distance", "mrstft_distance", "si_sdr"}
-    assert set(data["codec"]) == keys and set(data["opus"]) == keys
-    assert all(isinstance(v, float) for v in [*data["codec"].values(), *data["opus"].values()])
+    figures = {"mel_distance", "mrstft_distance", "si_sdr", "chroma_correlation",
+               "cqt_distance", "buzz_db", "tones_at_pitch", "tones_worst_error"}
+    for name in ("codec", "opus"):
+        assert figures <= set(data[name])
+        assert all(isinstance(data[name][k], float) for k in figures)
+        assert data[name]["identity_by_instrument"].keys() == {"piano"}
+    # Opus keeps a tone at its pitch; the untrained debug codec does not
+    assert data["opus"]["tones_at_pitch"] >= 0.9 > data["codec"]["tones_at_pitch"]
+    assert data["opus"]["chroma_correlation"] > data["codec"]["chroma_correlation"]
+    assert data["original"]["identity_by_instrument"]["piano"] >= 0.0
+    assert data["tones"]["codec"]["tones"] == 20 and "sine 440" in data["tones"]["opus"]["peaks"]
     assert data["info"]["stems"] == 2 and data["info"]["pieces"] == 2
-    assert "opus 6 kbps" in captured.out and "debug" in captured.out
+    assert "opus 6 kbps" in result.stdout and "debug" in result.stdout
 
 
-def test_codec_quality_bad_corpus_or_codec_is_one_line_and_exit_2(tmp_path, capsys):
-    assert codec_quality.main([str(tmp_path / "none"), "--codec", "debug"]) == 2
-    assert codec_quality.main([str(tmp_path), "--codec", "nonsense"]) == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
+@pytest.mark.slow
+def test_codec_quality_bad_corpus_or_codec_is_one_line_and_exit_2(tmp_path):
+    assert "is not a folder" in one_line_error(run_eval("codec_quality", tmp_path / "none",
+                                                        "--codec", "debug"))
+    assert "unknown codec 'nonsense'" in one_line_error(run_eval("codec_quality", tmp_path,
+                                                                 "--codec", "nonsense"))
+    assert "--tones-only" in one_line_error(run_eval("codec_quality", "--codec", "debug"))

@@ -1,4 +1,5 @@
-"""Generation: sampler invariants and the CLI with a tiny checkpoint on the debug codec."""
+"""Generation: sampler invariants and the CLI with a tiny checkpoint on the debug codec
+(the Python API behind it: tests/test_api.py)."""
 
 import json
 from pathlib import Path
@@ -134,8 +135,8 @@ def test_an_instrument_the_model_never_heard_is_refused(tmp_path, capsys):
 
 
 def test_no_bundled_model_says_how_to_train_one(capsys, monkeypatch, tmp_path):
-    import stemcodec.generate
-    monkeypatch.setattr(stemcodec.generate, "bundled", lambda name: None)  # an install without
+    import stemcodec.generation.generator
+    monkeypatch.setattr(stemcodec.generation.generator, "bundled", lambda name: None)  # none
     assert main(["--slots", "vocals-free:4", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no bundled generator-mini model" in err and "train/train.py" in err
@@ -147,6 +148,7 @@ def test_no_bundled_model_says_how_to_train_one(capsys, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("slots, model, count", [("vocals-free:4", "generator-mini", 4),
                                                  ("solo-piano", "generator-solo-piano", 1)])
+@pytest.mark.slow
 def test_bundled_models_generate_distinct_audible_stems_out_of_the_box(tmp_path, slots, model,
                                                                        count):
     from stemcodec.checkpoint import bundled
@@ -224,6 +226,7 @@ def test_given_stem_comes_back_as_its_own_tokens_and_stems_add_up_to_the_mix(
     assert torch.allclose(total, read(out / "mix.wav")[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_given_mix_is_separated_and_the_kept_stems_are_forced(checkpoint, tmp_path, write_tone):
     song = write_tone(tmp_path / "song.wav", 1.0, 44100, freq=110.0)
     out = tmp_path / "remix"
@@ -276,5 +279,43 @@ def test_guidance_is_refused_for_a_model_trained_without_slot_dropout(tmp_path, 
                                              ("drums,piano", "generator-mini"),
                                              ("nonsense", "generator-mini")])
 def test_the_bundled_model_follows_the_slots(slots, expected):
-    from stemcodec.generate import default_model
+    from stemcodec.generation.generator import default_model
     assert default_model(slots) == expected
+
+
+def test_frames_come_out_as_they_finish_and_add_up_to_the_generation():
+    """What a stream will decode chunk by chunk: one item per step, a frame from step Q on."""
+    from stemcodec.model.sampling import sample_frames
+    model = tiny_model()
+    inst = torch.tensor([[0, 1]])
+    steps = list(sample_frames(model, inst, 20, generator=torch.Generator().manual_seed(4)))
+    assert len(steps) == 20 + 4 - 1 and all(s is None for s in steps[:3])
+    assert all(s.shape == (1, 2, 4) for s in steps[3:])
+    whole = generate_codes(model, inst, 20, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(torch.stack(steps[3:], dim=-1), whole)
+
+
+def test_forced_positions_names_the_tokens_and_the_mask():
+    from stemcodec.model.sampling import forced_positions
+    given = torch.randint(0, 1024, (1, 2, 4, 6))
+    forced = forced_positions(given, torch.tensor([[True, False]]), special=1024)
+    assert forced.mask.dtype == torch.bool and forced.tokens.dtype == torch.long
+    assert forced.mask[0, 0, :, 1:-1].any() and not forced.mask[0, 1].any()
+    assert torch.equal(forced.tokens[forced.mask], given[:, :1].flatten())  # q-major, as laid out
+
+
+def test_rows_of_a_batch_draw_from_their_own_seeds():
+    """Row b of a batch seeded [s0, s1] is the single run seeded s_b (what makes a piece of
+    an evaluation set reproducible with `generate --seed s_b`)."""
+    model = tiny_model()
+    inst = torch.tensor([[0, 1]])
+    alone = [generate_codes(model, inst, 30, generator=[torch.Generator().manual_seed(s)])
+             for s in (4, 5)]
+    together = generate_codes(model, inst.expand(2, -1), 30,
+                              generator=[torch.Generator().manual_seed(s) for s in (4, 5)])
+    assert torch.equal(together[0], alone[0][0]) and torch.equal(together[1], alone[1][0])
+    assert torch.equal(alone[0], generate_codes(model, inst, 30,
+                                                generator=torch.Generator().manual_seed(4)))
+    with pytest.raises(ValueError, match="3 generators for a batch of 2"):
+        generate_codes(model, inst.expand(2, -1), 30,
+                       generator=[torch.Generator().manual_seed(s) for s in range(3)])

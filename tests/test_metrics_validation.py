@@ -84,6 +84,7 @@ def figures(wav, model, instrument=None):
             "accuracy": identity_accuracy(seconds, instrument) if instrument else None}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", list(PAIRS))
 def test_switching_instrument_lowers_stability_and_raises_switch_rate(renders, classifier, pair):
     first, second = PAIRS[pair][3]
@@ -94,6 +95,7 @@ def test_switching_instrument_lowers_stability_and_raises_switch_rate(renders, c
     assert ab["switch"] > max(a["switch"], b["switch"]), (a, b, ab)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", list(PAIRS))
 def test_mfcc_stability_also_drops_on_a_switch(renders, classifier, pair):
     def stability(wav):

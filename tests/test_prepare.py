@@ -58,6 +58,7 @@ def summary(capsys):
     return captured.out.strip().splitlines()[-1], captured.err
 
 
+@pytest.mark.slow
 def test_folder_of_songs_stems_and_bad_inputs(songs, tmp_path, capsys):
     out = tmp_path / "cache"
     assert run(songs, out, "--slots", "full") == 0
@@ -75,26 +76,27 @@ def test_folder_of_songs_stems_and_bad_inputs(songs, tmp_path, capsys):
     cache = TokenCache(out)
     assert cache.slots == ["drums", "bass", "other", "vocals", "guitar", "piano"]
     assert cache.codec["num_codebooks"] == 4 and "debug" in cache.codec_id
-    by_source = {e["source"]: e for e in cache.songs.values()}
+    by_source = {e.source: e for e in cache.songs.values()}
     assert set(by_source) == {"piece1", "piece2", "odd/low_rate.wav", "odd/cd_stereo.flac",
                               "odd/surround.wav", "odd/clipped.wav"}
     piece1 = by_source["piece1"]
-    assert piece1["kind"] == "stems" and piece1["separator"] is None
-    assert piece1["present"] == [True, True, False, False, False, False]
-    codes = cache.codes(piece1["id"])
+    assert piece1.kind == "stems" and piece1.separator is None
+    assert piece1.present == [True, True, False, False, False, False]
+    codes = cache.codes(piece1.id)
     assert codes.shape == (6, 4, math.ceil(24000 / HOP))
     assert codes.min() >= 0 and codes.max() < 1024
-    assert cache.mix_codes(piece1["id"]).shape == (1, 4, codes.shape[-1])
+    assert cache.mix_codes(piece1.id).shape == (1, 4, codes.shape[-1])
     piece2 = by_source["piece2"]
-    assert piece2["present"] == [False, False, False, False, True, True]
-    assert piece2["silent"] == [False, False, False, False, True, False]
+    assert piece2.present == [False, False, False, False, True, True]
+    assert piece2.silent == [False, False, False, False, True, False]
     surround = by_source["odd/surround.wav"]
-    assert surround["kind"] == "mix" and surround["separator"] == "debug"
-    assert surround["frames"] == math.ceil(0.3 * 24000 / HOP)
+    assert surround.kind == "mix" and surround.separator == "debug"
+    assert surround.frames == math.ceil(0.3 * 24000 / HOP)
     # six-stem separator: every slot present
-    assert all(surround["present"])
+    assert all(surround.present)
 
 
+@pytest.mark.slow
 def test_rerun_redoes_only_unfinished_or_changed_songs(songs, tmp_path, capsys, write_tone):
     out = tmp_path / "cache"
     run(songs, out)
@@ -113,6 +115,30 @@ def test_rerun_redoes_only_unfinished_or_changed_songs(songs, tmp_path, capsys, 
     assert set(after) == set(before)
 
 
+@pytest.mark.slow
+def test_rerun_without_no_mix_adds_the_mixes_a_mix_baseline_needs(songs, tmp_path, capsys):
+    """Regression: the cache-hit test ignored a missing mix shard, so after `--no-mix` a
+    plain rerun kept every song mix-less and a `mode: mix` dataset silently had none."""
+    from stemcodec.corpus.dataset import DataConfig, WindowDataset
+    out = tmp_path / "cache"
+    assert run(songs, out, "--no-mix") == 0
+    summary(capsys)
+    assert all(TokenCache(out).mix_codes(s) is None for s in TokenCache(out).songs)
+    assert run(songs, out) == 0
+    line, _ = summary(capsys)
+    assert line.startswith("prepared 6 songs, 0 already cached")
+    cache = TokenCache(out)
+    assert all(cache.mix_codes(s).shape[-1] == e.frames for s, e in cache.songs.items())
+    cfg = DataConfig(window=4, valid_fraction=0.0)
+    assert len(WindowDataset(cache, cache.slots, cfg, "train", mode="mix").songs) == 6
+    # and the other way round: a --no-mix rerun keeps what is there
+    assert run(songs, out, "--no-mix") == 0
+    line, _ = summary(capsys)
+    assert line.startswith("prepared 0 songs, 6 already cached")
+    assert all(TokenCache(out).mix_codes(s) is not None for s in TokenCache(out).songs)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(songs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cache"
     real = prepare_module.Preparer.process
@@ -133,6 +159,7 @@ def test_interrupted_run_resumes_where_it_stopped(songs, tmp_path, capsys, monke
     assert line.startswith("prepared 4 songs, 2 already cached")
 
 
+@pytest.mark.slow
 def test_cache_of_another_codec_is_refused(songs, tmp_path, capsys):
     out = tmp_path / "cache"
     run(songs, out)
@@ -155,7 +182,7 @@ def test_solo_instrument_folder_needs_no_separation(tmp_path, capsys, write_tone
                  "--separator", "no-such-model"]) == 0
     cache = TokenCache(out)
     assert cache.slots == ["piano"]
-    assert [e["kind"] for e in cache.songs.values()] == ["single"] * 3
+    assert [e.kind for e in cache.songs.values()] == ["single"] * 3
     assert all(cache.codes(s).shape[:2] == (1, 4) for s in cache.songs)
 
 

@@ -11,10 +11,12 @@ import soundfile as sf
 
 from stemcodec.corpus import render
 from stemcodec.corpus.arrangement import Arrangement, Track, cut, vary
+from stemcodec.corpus.arrangers import folk_band
 from stemcodec.corpus.band import Bar, Harmony, bass_notes, infer_chords
 from stemcodec.corpus.instruments import slot_of_program
-from stemcodec.corpus.recipes import folk_band, folk_sources, load_score
+from stemcodec.corpus.recipes import folk_sources
 from stemcodec.corpus.render import main
+from stemcodec.corpus.scores import load_score
 
 needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None,
                                       reason="needs Debian's fluidsynth")
@@ -73,6 +75,7 @@ def test_chords_are_inferred_bar_by_bar_from_melody_and_key():
     assert [p % 12 for _, _, p, _ in bass] == [0, 5, 7, 0]
 
 
+@pytest.mark.slow
 def test_chord_symbols_win_over_inference():
     tune = next(s for s in folk_sources() if "nottingham" in s.path)
     arr = folk_band(load_score(tune), np.random.default_rng(0))
@@ -97,6 +100,7 @@ def test_variants_transpose_and_cut_ends_at_a_bar_line():
 
 
 # -- rendering ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @needs_fluidsynth
 def test_chorale_renders_one_exact_stem_per_voice(tmp_path, capsys):
     out = tmp_path / "corpus"
@@ -120,6 +124,7 @@ def test_chorale_renders_one_exact_stem_per_voice(tmp_path, capsys):
     assert "rendered 1 pieces" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @needs_fluidsynth
 def test_folk_tune_gets_the_band_and_seeds_decide_timbres(tmp_path):
     runs = {}
@@ -157,6 +162,7 @@ def test_folk_tune_gets_the_band_and_seeds_decide_timbres(tmp_path):
     assert (v1["transpose"], v1["tempo_scale"]) != (0, 1.0)
 
 
+@pytest.mark.slow
 @needs_fluidsynth
 def test_skip_renders_the_pieces_after_a_training_corpus(tmp_path, capsys):
     assert main(["--recipe", "folk-band", "--skip", "1", "--limit", "1", "--variants", "1",
@@ -170,6 +176,7 @@ def test_skip_renders_the_pieces_after_a_training_corpus(tmp_path, capsys):
     assert "there are only 349 pieces" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_fluidsynth
 def test_midi_keeps_its_programs_unless_reprogrammed(tmp_path):
     song = write_midi(tmp_path / "song.mid", [
@@ -192,6 +199,7 @@ def test_midi_keeps_its_programs_unless_reprogrammed(tmp_path):
                                           else again["other"]))
 
 
+@pytest.mark.slow
 @needs_fluidsynth
 def test_bad_inputs_are_skipped_with_their_reason(tmp_path, capsys):
     bad = tmp_path / "in"
@@ -219,6 +227,7 @@ def test_bad_inputs_are_skipped_with_their_reason(tmp_path, capsys):
     assert "rendered 3 pieces" in captured.out and "17 skipped" in captured.out
 
 
+@pytest.mark.slow
 @needs_fluidsynth
 def test_interrupted_run_leaves_no_piece_and_rerun_finishes_it(tmp_path, capsys, monkeypatch):
     out = tmp_path / "corpus"

@@ -1,28 +1,30 @@
-"""eval/stem_sets.py and eval/report.py end to end on tiny inputs (a tiny random classifier,
-the debug codec): the sets are written, the table has one row per set, bad sets are one line."""
+"""The evaluation sets and report (stemcodec.evaluation: stem_sets, report) end to end on tiny
+inputs (a tiny random classifier, the debug codec): the sets are written, the table has one
+row per set, bad sets are one line; eval/stem_sets.py and eval/report.py run as a user runs
+them."""
 
-import importlib.util
 import json
-from pathlib import Path
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from stemcodec.codec import load_codec
+from stemcodec.errors import UserError
+from stemcodec.evaluation.report import mean_ci, parse_set, write_report
+from stemcodec.evaluation.stem_sets import describe_set, make_set
 from stemcodec.metrics.classifier import ClassifierConfig, InstrumentClassifier
 from stemcodec.model import ModelConfig, MultiStreamTransformer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(f"eval_{name}", ROOT / "eval" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from train_scripts import ROOT, ok, one_line_error
 
 
-stem_sets, report = script("stem_sets"), script("report")
+def run_eval(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`python eval/<name>.py ARGS`, as the README runs it."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run([sys.executable, str(ROOT / "eval" / f"{name}.py"), *map(str, args)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture
@@ -46,25 +48,23 @@ def checkpoint(tmp_path):
     return str(tmp_path / "tiny")
 
 
-def test_sets_and_report(tmp_path, write_tone, classifier, checkpoint, capsys):
+@pytest.mark.slow
+def test_sets_and_report(tmp_path, write_tone, classifier, checkpoint):
     corpus = tmp_path / "corpus"
     for i in range(3):
         for slot, freq in (("drums", 80.0), ("bass", 110.0), ("piano", 440.0)):
             write_tone(corpus / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
     (corpus / "broken").mkdir()  # no stems: passed over
     ref, gen = tmp_path / "ref", tmp_path / "gen"
-    assert stem_sets.main(["--corpus", str(corpus), "--slots", "drums,bass,piano", "--pieces",
-                           "2", "--duration", "2.5", "--out", str(ref)]) == 0
-    assert stem_sets.main(["--checkpoint", checkpoint, "--slots", "drums,bass,piano",
-                           "--pieces", "3", "--batch", "2", "--duration", "2.2",
-                           "--out", str(gen)]) == 0
+    make_set(ref, "drums,bass,piano", corpus=corpus, pieces=2, duration=2.5)
+    make_set(gen, "drums,bass,piano", checkpoint=checkpoint, pieces=3, batch=2, duration=2.2)
     assert sorted(p.name for p in ref.iterdir() if p.is_dir()) == ["piece0", "piece1"]
     assert len([p for p in gen.iterdir() if p.is_dir()]) == 3
     assert json.loads((gen / "set.json").read_text())["checkpoint"] == checkpoint
     out = tmp_path / "report"
-    assert report.main(["--set", f"reference={ref}", "--set", f"tiny={gen}", "--set",
-                        f"again={ref}", "--classifier", classifier, "--out", str(out)]) == 0
-    table = (out / "report.md").read_text()
+    table = write_report(out, {"reference": ref, "tiny": gen, "again": ref},
+                         classifier=classifier)
+    assert table in (out / "report.md").read_text()
     assert "| reference | 2 |" in table and "| tiny | 3 |" in table and "(reference) |" in table
     data = json.loads((out / "report.json").read_text())
     # the reference against itself is at distance 0; the generations are farther
@@ -78,39 +78,35 @@ def test_sets_and_report(tmp_path, write_tone, classifier, checkpoint, capsys):
     assert (out / "switches_over_time.png").stat().st_size > 0
 
 
-def test_report_refuses_a_set_that_is_not_a_folder(tmp_path, classifier, capsys):
-    assert report.main(["--set", "x=/nope", "--classifier", classifier, "--out",
-                        str(tmp_path / "r")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
-    assert report.main(["--set", "nameonly", "--classifier", classifier, "--out",
-                        str(tmp_path / "r")]) == 2
+def test_report_refuses_a_set_that_is_not_a_folder(tmp_path):
+    with pytest.raises(UserError, match="is not a folder"):
+        parse_set("x=/nope")
+    with pytest.raises(UserError, match="use NAME=FOLDER"):
+        parse_set("nameonly")
+    assert parse_set(f"ref={tmp_path}") == ("ref", tmp_path)
 
 
 def test_bootstrap_interval_holds_the_mean():
-    mean, lo, hi = report.mean_ci([0.1, 0.5, 0.9, None])
+    mean, lo, hi = mean_ci([0.1, 0.5, 0.9, None])
     assert abs(mean - 0.5) < 1e-9 and lo < mean < hi
-    assert report.mean_ci([None]) is None
+    assert mean_ci([None]) is None
 
 
 def test_report_makes_its_own_sets_from_a_corpus_and_a_model(tmp_path, write_tone, classifier,
-                                                             checkpoint, capsys):
+                                                             checkpoint):
     corpus = tmp_path / "corpus"
     for i in range(2):
         for slot, freq in (("drums", 80.0), ("bass", 110.0), ("piano", 440.0)):
             write_tone(corpus / f"piece{i}" / f"{slot}.wav", seconds=3.0, freq=freq * (i + 1))
     out = tmp_path / "report"
-    assert report.main(["--real", str(corpus), "--model", checkpoint, "--slots",
-                        "drums,bass,piano", "--pieces", "2", "--duration", "2", "--classifier",
-                        classifier, "--out", str(out)]) == 0
-    table = (out / "report.md").read_text()
+    table = write_report(out, real=corpus, model=checkpoint, slots="drums,bass,piano",
+                         pieces=2, duration=2, classifier=classifier)
     assert "| real stems | 2 |" in table and "| stemcodec | 2 |" in table
     assert sorted(p.name for p in (out / "sets").iterdir()) == ["model", "real"]
-    assert report.main(["--classifier", classifier, "--out", str(out)]) == 2
-    assert "nothing to report" in capsys.readouterr().err
-    assert report.main(["--model", str(tmp_path / "nope"), "--classifier", classifier,
-                        "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "--model" in err and "no config.json there" in err
+    with pytest.raises(UserError, match="nothing to report"):
+        write_report(out, classifier=classifier)
+    with pytest.raises(UserError, match="^--model .*: no config.json there"):
+        write_report(out, model=str(tmp_path / "nope"), classifier=classifier)
 
 
 @pytest.fixture
@@ -132,14 +128,14 @@ def three_slot_corpus(root, write_tone, pieces=2):
     return root
 
 
+@pytest.mark.slow
 def test_mix_baseline_is_separated_into_stems(tmp_path, write_tone, classifier, mix_checkpoint):
     """With a separator (here the tiny random one) the mix baseline's pieces hold stems and
     its own mix, and it has a row in both tables."""
     out = tmp_path / "report"
-    assert report.main(["--real", str(three_slot_corpus(tmp_path / "corpus", write_tone)),
-                        "--baseline-mix", str(mix_checkpoint), "--separator", "debug",
-                        "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
-                        "--classifier", classifier, "--out", str(out)]) == 0
+    write_report(out, real=three_slot_corpus(tmp_path / "corpus", write_tone),
+                 baseline_mix=str(mix_checkpoint), separator="debug", slots="drums,bass,piano",
+                 pieces=2, duration=2, classifier=classifier)
     stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
     assert "| mix baseline | 2 |" in stems_table and "| mix baseline | 2 |" in mixes_table
     piece = next((out / "sets" / "baseline-mix").iterdir())
@@ -153,10 +149,8 @@ def test_mix_baseline_without_separator_weights_is_scored_at_the_mix_level(
     row in the mixes table beside the real and generated mixes, none in the stems table."""
     corpus = three_slot_corpus(tmp_path / "corpus", write_tone)
     out = tmp_path / "report"
-    assert report.main(["--real", str(corpus), "--baseline-mix", str(mix_checkpoint),
-                        "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
-                        "--demucs-repo", str(tmp_path), "--classifier", classifier,
-                        "--out", str(out)]) == 0
+    write_report(out, real=corpus, baseline_mix=str(mix_checkpoint), slots="drums,bass,piano",
+                 pieces=2, duration=2, demucs_repo=str(tmp_path), classifier=classifier)
     err = capsys.readouterr().err
     assert "mix baseline: " in err and "scored at the mix level only" in err
     stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
@@ -176,24 +170,43 @@ def test_mixes_only_reference_and_bad_separator_name(tmp_path, write_tone, class
     distance, after one line), and a misspelt separator stops the run instead of being
     taken for missing weights."""
     mixes = tmp_path / "mixes"
-    assert stem_sets.main(["--checkpoint", str(mix_checkpoint), "--slots", "drums,bass,piano",
-                           "--pieces", "2", "--duration", "2", "--out", str(mixes)]) == 0
-    assert "mixes (no --separator: mix.wav only)" in capsys.readouterr().out
+    written = make_set(mixes, "drums,bass,piano", checkpoint=str(mix_checkpoint), pieces=2,
+                       duration=2)
+    assert describe_set(written, "drums,bass,piano") == "mixes (no --separator: mix.wav only)"
     ref = tmp_path / "ref"
-    assert stem_sets.main(["--corpus", str(three_slot_corpus(tmp_path / "corpus", write_tone)),
-                           "--slots", "drums,bass,piano", "--pieces", "2", "--duration", "2",
-                           "--out", str(ref)]) == 0
+    make_set(ref, "drums,bass,piano", corpus=three_slot_corpus(tmp_path / "corpus", write_tone),
+             pieces=2, duration=2)
     out = tmp_path / "report"
-    assert report.main(["--set", f"gen={mixes}", "--set", f"real={ref}", "--classifier",
-                        classifier, "--out", str(out)]) == 0
+    write_report(out, {"gen": mixes, "real": ref}, classifier=classifier)
     assert "no Fréchet distance of the stems: the first set, gen, has none" in \
         capsys.readouterr().err
     stems_table, mixes_table = (out / "report.md").read_text().split("Mixes (")
     assert "(reference)" not in stems_table and "| real | 2 |" in stems_table
     assert "| gen | 2 | " in mixes_table and mixes_table.count("(reference)") == 1
-    assert report.main(["--real", str(ref), "--baseline-mix", str(mix_checkpoint),
-                        "--separator", "htdemcus", "--slots", "drums,bass,piano", "--pieces",
-                        "1", "--duration", "2", "--classifier", classifier,
-                        "--out", str(tmp_path / "r2")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown separator 'htdemcus'") and "\n" not in err
+    with pytest.raises(UserError, match="^unknown separator 'htdemcus'") as error:
+        write_report(tmp_path / "r2", real=ref, baseline_mix=str(mix_checkpoint),
+                     separator="htdemcus", slots="drums,bass,piano", pieces=1, duration=2,
+                     classifier=classifier)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_the_scripts_make_a_set_and_a_report_as_the_readme_runs_them(tmp_path, write_tone,
+                                                                     classifier):
+    """The thin CLIs: their arguments reach the package, a user error is one line, exit 2."""
+    corpus = three_slot_corpus(tmp_path / "corpus", write_tone)
+    ref, out = tmp_path / "ref", tmp_path / "report"
+    done = run_eval("stem_sets", "--corpus", corpus, "--slots", "drums,bass,piano", "--pieces",
+                    "2", "--duration", "2", "--out", ref)
+    assert ok(done) and f"wrote 2 pieces of drums,bass,piano to {ref}" in done.stdout
+    done = run_eval("report", "--set", f"reference={ref}", "--classifier", classifier,
+                    "--out", out)
+    assert ok(done) and "| reference | 2 |" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md",
+                                                     "stability_by_slot.png",
+                                                     "switches_over_time.png"]
+    line = one_line_error(run_eval("report", "--set", "x=/nope", "--classifier", classifier,
+                                   "--out", out))
+    assert line == "error: --set x=/nope: /nope is not a folder (make one with eval/stem_sets.py)"
+    assert one_line_error(run_eval("stem_sets", "--corpus", corpus, "--pieces", "0", "--out",
+                                   ref)) == "error: --pieces must be at least 1 and --duration positive"

@@ -59,6 +59,7 @@ def mix(seconds=1.0):
     return torch.randn(2, int(44100 * seconds), generator=torch.Generator().manual_seed(0)) * 0.1
 
 
+@pytest.mark.slow
 def test_safetensors_bag_loads_and_separates(tmp_path):
     reference = write_safetensors_bag(tmp_path)
     sep = load_separator("tiny6", repo=tmp_path)
@@ -149,6 +150,7 @@ def test_short_checksum_and_non_module_classes_are_refused(tmp_path):
         load_separator("tiny6", repo=tmp_path / "g")
 
 
+@pytest.mark.slow
 def test_debug_separator_long_input_and_slots():
     state = torch.random.get_rng_state()
     sep = load_separator("debug")

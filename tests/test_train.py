@@ -1,30 +1,16 @@
-"""train/train.py: learns, resumes exactly, stops cleanly on NaN, refuses foreign caches."""
+"""train/train.py: learns, resumes exactly (EMA included), scores and exports the same
+weights, stops cleanly on NaN, and refuses foreign caches, changed architectures and a
+keep_last that would delete the checkpoint just written."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from synthetic_cache import CODEC, make_cache
-
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_script", ROOT / "train" / "train.py")
-train_script = importlib.util.module_from_spec(spec)
-sys.modules["train_script"] = train_script
-spec.loader.exec_module(train_script)
+from train_scripts import ROOT, ok, one_line_error, run_script
 
 CONFIG = str(ROOT / "configs" / "tiny-test.yaml")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
 
 
 @pytest.fixture
@@ -33,39 +19,65 @@ def cache(tmp_path):
 
 
 def train(cache, out, *overrides):
-    return train_script.main(["--config", CONFIG, f"data.cache={cache}", f"out={out}",
-                              *overrides])
+    return run_script("train", "--config", CONFIG, f"data.cache={cache}", f"out={out}", *overrides)
+
+
+def log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
 def losses(out):
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+    return {r["step"]: r["loss"] for r in log(out) if "loss" in r}
 
 
-def test_resume_matches_uninterrupted_run(cache, tmp_path):
+def weights(out):
+    from stemcodec.model import MultiStreamTransformer
+    return MultiStreamTransformer.from_pretrained(out).state_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_matches_uninterrupted_run(cache, tmp_path, ema_decay):
+    """With a CUDA device the EMA case is the resume on the GPU (accelerate restores the
+    EMA on the CPU: it must land beside the weights)."""
     full, parts = tmp_path / "full", tmp_path / "parts"
-    assert train(cache, full, "steps=14", "save_every=7") == 0
-    assert train(cache, parts, "steps=14", "save_every=7", "stop_after=7") == 0
+    args = ["steps=14", "save_every=7", f"ema_decay={ema_decay}"]
+    assert ok(train(cache, full, *args))
+    assert ok(train(cache, parts, *args, "stop_after=7"))
     assert max(losses(parts)) == 7
-    assert train(cache, parts, "steps=14", "save_every=7") == 0
+    assert ok(train(cache, parts, *args))
     a, b = losses(full), losses(parts)
     assert sorted(a) == sorted(b) == list(range(1, 15))
     for step in a:
         assert abs(a[step] - b[step]) < 1e-6, step
-    from stemcodec.model import MultiStreamTransformer
-    ma = MultiStreamTransformer.from_pretrained(full)
-    mb = MultiStreamTransformer.from_pretrained(parts)
-    for (name, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values()):
-        assert torch.allclose(pa, pb, atol=1e-6), name
+    wa, wb = weights(full), weights(parts)
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-6), name
 
 
+@pytest.mark.slow
+def test_validation_scores_the_exported_ema_weights(cache, tmp_path):
+    """ema_decay=1 keeps the weights of step 1: a 6-step run then validates and exports
+    exactly what a 1-step run does (before, validation scored the raw weights)."""
+    one, ema = tmp_path / "one", tmp_path / "ema"
+    assert ok(train(cache, one, "steps=1"))
+    assert ok(train(cache, ema, "steps=6", "ema_decay=1.0", "eval_every=6"))
+    valid_one = [r for r in log(one) if "valid/loss" in r][-1]
+    valid_ema = [r for r in log(ema) if "valid/loss" in r][-1]
+    assert valid_ema["step"] == 6
+    assert abs(valid_one["valid/loss"] - valid_ema["valid/loss"]) < 1e-6
+    assert losses(ema)[6] < losses(ema)[1]  # the raw weights did move on
+    wa, wb = weights(one), weights(ema)
+    assert all(torch.equal(wa[name], wb[name]) for name in wa)
+
+
+@pytest.mark.slow
 def test_loss_falls_and_model_loads_without_training_code(cache, tmp_path):
     out = tmp_path / "run"
-    assert train(cache, out, "steps=60", "optim.lr=1e-2", "eval_every=60", "save_every=60") == 0
-    log = losses(out)
-    assert sum(log[s] for s in range(56, 61)) / 5 < 0.6 * log[1]
-    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    valid = [r for r in rows if "valid/loss" in r][-1]
+    assert ok(train(cache, out, "steps=60", "optim.lr=1e-2", "eval_every=60", "save_every=60"))
+    steps = losses(out)
+    assert sum(steps[s] for s in range(56, 61)) / 5 < 0.6 * steps[1]
+    valid = [r for r in log(out) if "valid/loss" in r][-1]
     assert {"valid/loss_drums", "valid/loss_bass", "valid/loss_piano",
             "valid/loss_q0", "valid/loss_q1"} <= set(valid)
     from stemcodec.model import MultiStreamTransformer
@@ -78,50 +90,81 @@ def test_loss_falls_and_model_loads_without_training_code(cache, tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000060"]
 
 
+@pytest.mark.slow
 def test_checkpoints_keep_only_the_last_few(cache, tmp_path):
     out = tmp_path / "run"
-    assert train(cache, out, "steps=8", "save_every=2", "keep_last=2") == 0
+    assert ok(train(cache, out, "steps=8", "save_every=2", "keep_last=2"))
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["step_0000006", "step_0000008"]
 
 
-def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(cache, tmp_path, capsys,
-                                                               monkeypatch):
+@pytest.mark.slow
+def test_keep_last_zero_is_one_line_and_writes_nothing(cache, tmp_path):
+    """keep_last=0 used to keep every checkpoint ([:-0] is empty); it would delete the one
+    just written, so it is refused."""
     out = tmp_path / "run"
-    from stemcodec.model import MultiStreamTransformer
-    real = MultiStreamTransformer.loss
-    calls = {"n": 0}
+    err = one_line_error(train(cache, out, "steps=4", "save_every=2", "keep_last=0"))
+    assert "keep_last=0" in err and "give 1 or more" in err
+    assert not out.exists()
 
-    def loss_goes_nan(self, logits, targets, mask):
-        calls["n"] += 1
-        total, per_q = real(self, logits, targets, mask)
-        return (total * float("nan") if calls["n"] > 5 else total), per_q
 
-    monkeypatch.setattr(MultiStreamTransformer, "loss", loss_goes_nan)
-    assert train(cache, out, "steps=10", "save_every=4") == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error: loss became nan at step 5")
-    assert "step_0000004" in err
+@pytest.mark.slow
+def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(cache, tmp_path):
+    """A run resumed with an infinite learning rate: its first update makes the weights
+    non-finite, so the next loss is NaN and the run stops before writing it anywhere."""
+    out = tmp_path / "run"
+    assert ok(train(cache, out, "steps=10", "save_every=4", "stop_after=4"))
+    err = one_line_error(train(cache, out, "steps=10", "save_every=4", "optim.lr=inf"))
+    assert err.startswith("error: loss became nan at step 5"), err
+    assert "step_0000004 is intact" in err
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000004"]
+    assert max(losses(out)) == 5  # step 5 trained with the infinite rate; nothing after it
+    from stemcodec.model import MultiStreamTransformer
     MultiStreamTransformer.from_pretrained(out)
 
 
-def test_cache_of_another_codec_is_refused(cache, tmp_path, capsys):
-    assert train(cache, tmp_path / "run", "codec_id=encodec_24khz-6kbps") == 2
-    err = capsys.readouterr().err
+@pytest.mark.parametrize("change, expected", [
+    ("model.dim=64", "model.dim=32, not 64"),
+    ("model.num_layers=3", "model.num_layers=2, not 3"),
+    ("model.slot_attention=false", "model.slot_attention=True, not False"),
+])
+@pytest.mark.slow
+def test_changed_architecture_on_resume_is_one_line_and_keeps_the_run(cache, tmp_path, change,
+                                                                      expected):
+    out = tmp_path / "run"
+    assert ok(train(cache, out, "steps=2"))
+    before = {p: p.read_bytes() for p in (out / "train_config.json", out / "model.safetensors")}
+    err = one_line_error(train(cache, out, "steps=4", change))
+    assert f"{out} was trained with {expected}" in err, err
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]
+    assert ok(train(cache, out, "steps=4"))  # the same architecture resumes
+
+
+@pytest.mark.slow
+def test_cache_of_another_codec_is_refused(cache, tmp_path):
+    err = one_line_error(train(cache, tmp_path / "run", "codec_id=encodec_24khz-6kbps"))
     assert "was made with codec debug-test-codec, the config expects encodec_24khz" in err
     other = make_cache(tmp_path / "other", codec={**CODEC, "id": "another-codec"})
-    assert train(cache, tmp_path / "run2", "steps=2") == 0
-    capsys.readouterr()
-    assert train(other, tmp_path / "run2", "steps=4") == 2
-    assert "was trained on codec debug-test-codec tokens" in capsys.readouterr().err
+    assert ok(train(cache, tmp_path / "run2", "steps=2"))
+    err = one_line_error(train(other, tmp_path / "run2", "steps=4"))
+    assert "was trained on codec debug-test-codec tokens" in err
 
 
-def test_bad_override_names_the_key(cache, tmp_path, capsys):
-    assert train(cache, tmp_path / "run", "optim.lrate=1") == 2
-    assert "unknown config key 'optim.lrate'" in capsys.readouterr().err
+@pytest.mark.parametrize("override, expected", [
+    ("optim.lrate=1", "unknown config key 'optim.lrate'"),
+    ("ema_decay=1.5", "ema_decay must be in [0, 1]"),
+    ("save_every=0", "save_every must be at least 1"),
+])
+@pytest.mark.slow
+def test_bad_override_names_the_key(cache, tmp_path, override, expected):
+    result = train(cache, tmp_path / "run", override)
+    assert expected in one_line_error(result)
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_mix_and_no_slot_attention_baselines_train(cache, tmp_path):
-    assert train(cache, tmp_path / "mix", "steps=3", "model.mode=mix") == 0
-    assert train(cache, tmp_path / "noslot", "steps=3", "model.slot_attention=false") == 0
+    assert ok(train(cache, tmp_path / "mix", "steps=3", "model.mode=mix"))
+    assert ok(train(cache, tmp_path / "noslot", "steps=3", "model.slot_attention=false"))
+

@@ -1,10 +1,8 @@
 """train/train_codec.py: learns, resumes exactly, writes a codec load_codec reads, and turns
-bad corpora into one-line errors."""
+bad corpora and configs into one-line errors."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_codec_script", ROOT / "train" / "train_codec.py")
-train_codec = importlib.util.module_from_spec(spec)
-sys.modules["train_codec_script"] = train_codec
-spec.loader.exec_module(train_codec)
+from stemcodec.codec.codebooks import codebook_perplexity, init_codebooks, replace_dead_codes
+from stemcodec.codec.mini import CodecModule
+from stemcodec.training.codec_data import SegmentDataset, piece_key, scan_corpora, split_stems
+from train_scripts import ROOT, ok, one_line_error, run_script
 
 CONFIG = str(ROOT / "configs" / "codec-tiny-test.yaml")
 RATE = 24000
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    from accelerate.state import AcceleratorState, GradientState
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
 
 
 def note_stem(seconds: float, freq: float, seed: int, silent_head: float = 0.0) -> np.ndarray:
@@ -60,17 +49,18 @@ def corpus(tmp_path):
 
 
 def train(corpus, out, *overrides):
-    return train_codec.main(["--config", CONFIG, f"data.corpora={corpus}", f"out={out}",
-                             *overrides])
+    return run_script("train_codec", "--config", CONFIG, f"data.corpora={corpus}", f"out={out}",
+                      *overrides)
 
 
 def log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_and_validation_is_logged(corpus, tmp_path):
     out = tmp_path / "run"
-    assert train(corpus, out, "steps=12", "eval_every=12", "save_every=12") == 0
+    assert ok(train(corpus, out, "steps=12", "eval_every=12", "save_every=12"))
     losses = [r["mel"] for r in log(out) if "mel" in r]
     assert len(losses) == 12
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
@@ -79,14 +69,15 @@ def test_loss_goes_down_and_validation_is_logged(corpus, tmp_path):
     assert all(math.isfinite(v) for v in valid[-1].values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adversarial", [False, True])
 def test_resume_matches_uninterrupted_run(corpus, tmp_path, adversarial):
     full, parts = tmp_path / "full", tmp_path / "parts"
     args = ["steps=4", "save_every=2", "eval_every=100", f"losses.adversarial={str(adversarial).lower()}"]
-    assert train(corpus, full, *args) == 0
-    assert train(corpus, parts, *args, "stop_after=2") == 0
+    assert ok(train(corpus, full, *args))
+    assert ok(train(corpus, parts, *args, "stop_after=2"))
     assert max(r["step"] for r in log(parts)) == 2
-    assert train(corpus, parts, *args) == 0
+    assert ok(train(corpus, parts, *args))
     a = {r["step"]: r["loss"] for r in log(full) if "loss" in r}
     b = {r["step"]: r["loss"] for r in log(parts) if "loss" in r}
     assert sorted(a) == sorted(b) == list(range(1, 5))
@@ -99,9 +90,10 @@ def test_resume_matches_uninterrupted_run(corpus, tmp_path, adversarial):
         assert torch.allclose(wa[name], wb[name], atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_output_loads_with_load_codec_and_round_trips(corpus, tmp_path):
     out = tmp_path / "run"
-    assert train(corpus, out, "steps=2", "eval_every=100") == 0
+    assert ok(train(corpus, out, "steps=2", "eval_every=100"))
     from stemcodec.codec import load_codec
     codec = load_codec(str(out))
     assert (codec.num_codebooks, codec.cardinality, codec.frame_rate) == (4, 1024, 75.0)
@@ -112,32 +104,42 @@ def test_output_loads_with_load_codec_and_round_trips(corpus, tmp_path):
     assert json.loads((out / "config.json").read_text())["training"]["step"] == 2
 
 
+@pytest.mark.slow
+def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert ok(train(corpus, out, "steps=6", "save_every=2", "eval_every=100", "stop_after=2"))
+    err = one_line_error(train(corpus, out, "steps=6", "save_every=2", "optim.lr=inf"))
+    assert err.startswith("error: loss became nan at step 3"), err
+    assert "step_0000002 is intact" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]
+
+
 def test_codebooks_are_used_and_dead_codes_come_back():
     """The package alone collapses a fresh codebook; k-means init + our resets keep it spread."""
     from stemcodec.codec import DEBUG_CONFIG, build_encodec
     torch.manual_seed(0)
-    module = train_codec.CodecModule(build_encodec({**DEBUG_CONFIG, "bins": 64})).train()
+    module = CodecModule(build_encodec({**DEBUG_CONFIG, "bins": 64})).train()
     x = torch.randn(4, 1, 3200) * 0.1
-    train_codec.init_codebooks(module.codec, x, iters=5)
+    init_codebooks(module.codec, x, iters=5)
     book = module.codec.quantizer.vq.layers[0]._codebook
     book.cluster_size[:10] = 0.0  # ten codes fall out of use
     emb = module(x)[2]
-    assert train_codec.replace_dead_codes(module.codec, emb, 0.1) >= 10
-    assert train_codec.codebook_perplexity(module.codec)[0] > 16
+    assert replace_dead_codes(module.codec, emb, 0.1) >= 10
+    assert codebook_perplexity(module.codec)[0] > 16
     assert book.embed.norm(dim=1).max() < 100  # no code sent off to infinity
 
 
 def test_segments_are_deterministic_and_skip_silence(corpus):
-    stems = train_codec.scan_corpora([str(corpus)], include_mix=False, min_samples=4800, rate=RATE)
+    stems = scan_corpora([str(corpus)], include_mix=False, min_samples=4800, rate=RATE)
     assert {Path(s.path).name for s in stems} == {"bass.wav", "piano.wav", "drums.wav"}
     silent = [s for s in stems if s.piece.endswith("piece0_v0") and s.path.endswith("drums.wav")]
-    data = train_codec.SegmentDataset(silent + stems[:1], 4800, RATE, seed=3, silence_db=-50)
+    data = SegmentDataset(silent + stems[:1], 4800, RATE, seed=3, silence_db=-50)
     for i in range(8):
         assert torch.equal(data[i], data[i])
         assert data[i].abs().max() > 0  # the silent stem is never what comes out
-    split = train_codec.split_stems(stems, 0.3)
+    split = split_stems(stems, 0.3)
     assert split["valid"] and not ({s.piece for s in split["valid"]} & {s.piece for s in split["train"]})
-    assert train_codec.piece_key("folk-band_x_v2") == train_codec.piece_key("folk-band_x_v0")
+    assert piece_key("folk-band_x_v2") == piece_key("folk-band_x_v0")
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -146,11 +148,13 @@ def test_segments_are_deterministic_and_skip_silence(corpus):
     ("no-wavs", "no .wav stems"),
     ("bad-key", "unknown config key 'losses.mell'"),
     ("bad-model-key", "unknown model key(s) model.filters"),
+    ("keep-last-0", "keep_last=0: a run keeps at least its latest checkpoint"),
 ])
-def test_bad_corpus_or_config_is_one_line_error(tmp_path, capsys, case, expected):
+@pytest.mark.slow
+def test_bad_corpus_or_config_is_one_line_error(tmp_path, case, expected):
     folder = tmp_path / "c"
     extra = []
-    if case in ("empty", "no-wavs", "bad-key", "bad-model-key"):
+    if case in ("empty", "no-wavs", "bad-key", "bad-model-key", "keep-last-0"):
         folder.mkdir()
     if case == "no-wavs":
         (folder / "piece").mkdir()
@@ -159,19 +163,23 @@ def test_bad_corpus_or_config_is_one_line_error(tmp_path, capsys, case, expected
         extra = ["losses.mell=1.0"]
     if case == "bad-model-key":
         extra = ["model.filters=8"]
-    assert train(folder, tmp_path / "out", *extra) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and expected in err, err
+    if case == "keep-last-0":
+        extra = ["keep_last=0"]
+    result = train(folder, tmp_path / "out", *extra)
+    assert expected in one_line_error(result)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
-def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path, capsys):
+@pytest.mark.slow
+def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path):
     """init_from + freeze=[encoder,quantizer]: the decoder learns, the tokens do not move, so
     token caches and generators made with the first codec stay valid (same codec id)."""
     from stemcodec.codec import load_codec
     first, tuned = tmp_path / "first", tmp_path / "tuned"
-    assert train(corpus, first, "steps=3", "eval_every=100") == 0
-    assert train(corpus, tuned, "steps=6", "eval_every=6", f"init_from={first}",
-                 "freeze=[encoder,quantizer]", "optim.warmup_steps=1") == 0
+    assert ok(train(corpus, first, "steps=3", "eval_every=100"))
+    assert ok(train(corpus, tuned, "steps=6", "eval_every=6", f"init_from={first}",
+                    "freeze=[encoder,quantizer]", "optim.warmup_steps=1"))
     a, b = load_codec(str(first)), load_codec(str(tuned))
     assert a.codec_id == b.codec_id
     wav = torch.from_numpy(note_stem(1.0, 330, 5))[None, None]
@@ -183,12 +191,19 @@ def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path, c
     training = json.loads((tuned / "config.json").read_text())["training"]
     assert training["freeze"] == ["encoder", "quantizer"] and training["init_from"] == str(first)
 
-    # a resume keeps its own weights (the first codec need not exist any more), not another freeze
-    assert train(corpus, tuned, "steps=7", "init_from=/gone", "freeze=[encoder,quantizer]",
-                 "eval_every=100") == 0
+    # a resume keeps its own weights (the first codec need not exist any more), not another
+    # freeze (in any order), architecture or discriminator
+    assert ok(train(corpus, tuned, "steps=7", "init_from=/gone", "freeze=[quantizer,encoder]",
+                    "eval_every=100"))
     assert load_codec(str(tuned)).codec_id == a.codec_id
-    assert train(corpus, tuned, "steps=8", f"init_from={first}", "freeze=[encoder]") == 2
-    assert "was trained with freeze=['encoder', 'quantizer']" in capsys.readouterr().err
+    saved = (tuned / "train_config.json").read_bytes()
+    for change, expected in [("freeze=[encoder]", "was trained with freeze=['quantizer', 'encoder']"),
+                             ("model.decoder_layers=3", "was trained with model.decoder_layers=2, not 3"),
+                             ("losses.adversarial=true", "was trained with losses.adversarial=False")]:
+        err = one_line_error(train(corpus, tuned, "steps=8", f"init_from={first}",
+                                   "freeze=[encoder,quantizer]", change))
+        assert expected in err, err
+    assert (tuned / "train_config.json").read_bytes() == saved
 
 
 @pytest.mark.parametrize("overrides, expected", [
@@ -198,7 +213,6 @@ def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path, c
     (["freeze=[quantizer]"], "freeze both"),
     (["init_from=/nonexistent/codec"], "not a codec folder"),
 ])
-def test_bad_fine_tune_options_are_one_line_errors(corpus, tmp_path, capsys, overrides, expected):
-    assert train(corpus, tmp_path / "out", *overrides) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and expected in err, err
+@pytest.mark.slow
+def test_bad_fine_tune_options_are_one_line_errors(corpus, tmp_path, overrides, expected):
+    assert expected in one_line_error(train(corpus, tmp_path / "out", *overrides))

@@ -196,6 +196,30 @@ def test_out_of_range_tokens_slots_and_instruments_are_refused():
         model(more, more_instrument)
 
 
+def test_a_training_step_reads_no_value_back_from_the_device():
+    """The id checks cost an accelerator no host sync: on the meta device (shapes without
+    values, where reading one back fails) a training forward and backward run through."""
+    model = tiny().to("meta").train()
+    seq, instrument = (t.to("meta") for t in batch())
+    logits = model(seq, instrument, torch.ones(2, 3, dtype=torch.bool, device="meta"))
+    total, _ = model.loss(logits[..., :-1, :], seq[..., 1:], torch.ones_like(seq[..., 1:]).bool())
+    total.backward()
+    assert logits.shape == (2, 3, Q, 10, CARD)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_forward_never_synchronises():
+    model = tiny().cuda().train()
+    seq, instrument = (t.cuda() for t in batch())
+    model(seq, instrument)  # warm-up: first calls may allocate (and sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model(seq, instrument).float().mean().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="num_heads"):
         ModelConfig(dim=30, num_heads=4)

@@ -1,15 +1,14 @@
 """VGGish for the Fréchet distance: found in the torch hub cache by its official name, the
 checksum in the name verified before reading, one-line errors otherwise; one embedding per
-second; eval/report.py uses it with --frechet-embedding vggish."""
+second; the report (stemcodec.evaluation.report) uses it with --frechet-embedding vggish."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from stemcodec.checkpoint import file_sha256
+from stemcodec.evaluation.report import write_report
 from stemcodec.metrics.classifier import ClassifierConfig, InstrumentClassifier
 from stemcodec.metrics.vggish import (
     VGGish,
@@ -18,8 +17,6 @@ from stemcodec.metrics.vggish import (
     load_vggish,
     vggish_embeddings,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +38,7 @@ def weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_found_in_the_hub_cache_and_one_embedding_per_second(weights, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(weights.parent.parent))
     assert find_weights() == weights
@@ -69,10 +67,8 @@ def test_missing_corrupt_or_foreign_weights_are_one_line_errors(weights, tmp_pat
         load_vggish(tmp_path / "nope.pth")
 
 
+@pytest.mark.slow
 def test_report_frechet_over_vggish(weights, tmp_path, write_tone):
-    spec = importlib.util.spec_from_file_location("eval_report_v", ROOT / "eval" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
     torch.manual_seed(0)
     clf = InstrumentClassifier(ClassifierConfig(classes=["bass", "piano"], widths=[4, 8],
                                                 embedding=8))
@@ -85,9 +81,8 @@ def test_report_frechet_over_vggish(weights, tmp_path, write_tone):
                            freq=base * mult * (i + 1))
         sets[name] = tmp_path / name
     out = tmp_path / "report"
-    assert report.main([*(a for n, f in sets.items() for a in ("--set", f"{n}={f}")),
-                        "--frechet-embedding", "vggish", "--vggish", str(weights),
-                        "--classifier", str(tmp_path / "clf"), "--out", str(out)]) == 0
+    write_report(out, sets, frechet_embedding="vggish", vggish=str(weights),
+                 classifier=str(tmp_path / "clf"))
     summary = json.loads((out / "report.json").read_text())["summary"]
     assert summary["b"]["frechet"] == pytest.approx(0.0, abs=1e-3)  # the same stems as a
     assert summary["c"]["frechet"] > 1e-3

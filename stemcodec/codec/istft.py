@@ -10,6 +10,12 @@ overlap-added Hann window, which sums to a constant. It is also cheap: all the l
 
 Causal: every convolution looks only at past frames, so the decoder runs chunk by chunk; only
 the inverse STFT's overlap needs `lookahead_frames` frames after a chunk's end.
+
+Phase reference (`phase: reference`): the predicted phase of bin k at frame t is added to
+2 pi k hop t / n_fft, the phase a steady sinusoid at the bin's centre advances by. A constant
+prediction is then a steady tone, not a click at every frame (an untrained absolute-phase
+head makes a comb at the frame rate: every frame the same waveform); t counts frames from
+`offset`, which chunked decoding passes, so chunks agree with one pass.
 """
 
 from __future__ import annotations
@@ -53,13 +59,17 @@ class ISTFTDecoder(nn.Module):
     """
 
     def __init__(self, dimension: int, hop: int, n_fft: int | None = None, dim: int = 256,
-                 layers: int = 8, kernel: int = 7, mlp_ratio: float = 3.0):
+                 layers: int = 8, kernel: int = 7, mlp_ratio: float = 3.0,
+                 phase: str = "absolute"):
         super().__init__()
         self.hop = int(hop)
         self.n_fft = int(n_fft or 4 * hop)
         if self.n_fft < self.hop or (self.n_fft - self.hop) % 2:
             raise ValueError(f"n_fft {self.n_fft} must be at least the hop {self.hop} and "
                              "differ from it by an even number")
+        if phase not in ("absolute", "reference"):
+            raise ValueError(f"phase {phase!r}: absolute or reference")
+        self.phase = phase
         self.kernel = kernel
         self.embed = nn.Conv1d(dimension, dim, kernel)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -72,8 +82,9 @@ class ISTFTDecoder(nn.Module):
         self.lookahead_frames = math.ceil(self.pad / self.hop)
         self.receptive_frames = (kernel - 1) * (layers + 1)  # past frames a frame depends on
 
-    def spectrum(self, emb: torch.Tensor) -> torch.Tensor:
-        """Encodings [B, D, T] -> complex STFT frames [B, n_fft/2+1, T]."""
+    def spectrum(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Encodings [B, D, T] -> complex STFT frames [B, n_fft/2+1, T]; `offset`: the index
+        of the first frame (for the phase reference)."""
         x = self.embed(F.pad(emb, (self.kernel - 1, 0)))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
@@ -81,6 +92,14 @@ class ISTFTDecoder(nn.Module):
         x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft+2, T]
         log_magnitude, phase = x.chunk(2, dim=1)
         magnitude = log_magnitude.clamp(max=10.0).exp()  # bounded: no overflow early in training
+        if self.phase == "reference":
+            bins = torch.arange(phase.shape[1], device=phase.device, dtype=torch.float64)
+            frames = torch.arange(offset, offset + phase.shape[2], device=phase.device,
+                                  dtype=torch.float64)
+            # exact in float64 and taken modulo 2 pi, so a late frame gets no rounding drift
+            steady = torch.remainder(2 * math.pi * self.hop / self.n_fft * bins[:, None]
+                                     * frames[None], 2 * math.pi)
+            phase = phase + steady.to(phase.dtype)
         return torch.polar(magnitude, phase)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
@@ -95,5 +114,5 @@ class ISTFTDecoder(nn.Module):
         span = slice(self.pad, self.pad + count * self.hop)
         return (out[..., span] / envelope[..., span].clamp_min(1e-11)).flatten(1, 2)
 
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.istft(self.spectrum(emb))
+    def forward(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.istft(self.spectrum(emb, offset))

@@ -73,6 +73,7 @@ class Codec:
         decoder_causal = any(getattr(m, "causal", False) for m in model.decoder.modules())
         self.decode_lookahead = (int(lookahead) if lookahead is not None
                                  else 0 if decoder_causal else self.context_frames)
+        self.decoder_offset = getattr(model.decoder, "phase", None) == "reference"
         self.unit_rms = unit_rms
 
     def makes(self, codec_id: str | None) -> bool:
@@ -146,7 +147,9 @@ class Codec:
         pieces = [torch.zeros(codes.shape[0], self.channels, 0, device=self.device)]
         for first, last, left, right in self._chunks(codes.shape[-1], self.decode_lookahead):
             emb = self.model.quantizer.decode(codes[..., first - left: last + right].transpose(0, 1))
-            out = self.model.decoder(emb)  # [B, C, s]
+            # an iSTFT decoder's phase reference counts frames from the start of the codes
+            out = self.model.decoder(emb, first - left) if self.decoder_offset else \
+                self.model.decoder(emb)  # [B, C, s]
             pieces.append(out[..., left * hop: (left + last - first) * hop])
         wav = torch.cat(pieces, dim=-1)  # [B, C, T * hop]
         if length is not None:

@@ -15,18 +15,57 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
+from .layout import piece_key
 
 FORMAT_VERSION = 1
 
 
 class CacheError(UserError):
     pass
+
+
+@dataclass
+class SongEntry:
+    """What the cache knows of one song: `songs/<id>.json` and one value of the manifest."""
+
+    id: str
+    source: str  # the song's path under SONGS_DIR (a stem folder or an audio file)
+    kind: str  # "stems" | "mix" (separated) | "single" (one stem, --instrument)
+    files: dict[str, dict[str, Any]]  # path under SONGS_DIR -> role, size, mtime_ns, sha256
+    codec_id: str
+    separator: str | None  # the Demucs model of a separated song
+    frames: int
+    seconds: float
+    present: list[bool]  # per cache slot
+    silent: list[bool]
+    shard: str  # codes [K, Q, T], relative to the cache folder
+    mix_shard: str | None = None  # codes [1, Q, T] of the mix; None when prepared --no-mix
+
+    @property
+    def key(self) -> str:
+        """The piece key (layout.piece_key): the song's side of the train/valid split."""
+        return piece_key(self.source or self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> SongEntry:
+        """An entry from its JSON; ValueError if it is not one (written by another version)."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError as exc:  # a field missing
+            raise ValueError(str(exc)) from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -80,9 +119,13 @@ class TokenCache:
             raise CacheError(f"{manifest} is corrupt; rerun prepare to rebuild it") from None
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             raise CacheError(f"{manifest} has an unknown format (expected version {FORMAT_VERSION})")
-        self.codec: dict[str, Any] = data["codec"]
-        self.slots: list[str] = list(data["slots"])
-        self.songs: dict[str, dict[str, Any]] = data["songs"]
+        try:
+            self.codec: dict[str, Any] = data["codec"]
+            self.slots: list[str] = list(data["slots"])
+            self.songs: dict[str, SongEntry] = {
+                sid: SongEntry.from_json(entry) for sid, entry in data["songs"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CacheError(f"{manifest} is corrupt; rerun prepare to rebuild it") from None
 
     @property
     def codec_id(self) -> str:
@@ -90,10 +133,10 @@ class TokenCache:
 
     def codes(self, song_id: str) -> np.ndarray:
         """codes [K, Q, T] of one song, memory-mapped (read-only)."""
-        return self._load(self.songs[song_id]["shard"])
+        return self._load(self.songs[song_id].shard)
 
     def mix_codes(self, song_id: str) -> np.ndarray | None:
-        shard = self.songs[song_id].get("mix_shard")
+        shard = self.songs[song_id].mix_shard
         return None if shard is None else self._load(shard)
 
     def _load(self, rel: str) -> np.ndarray:

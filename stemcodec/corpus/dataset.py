@@ -1,7 +1,8 @@
 """Training windows from a token cache: `codes[K, Q, T]` + instrument ids + slot masks.
 
-Each item is one window of `window` frames from one song. Songs (never windows) are split
-into train and validation by a hash of their id, so a song lands on the same side every run.
+Each item is one window of `window` frames from one song. Pieces (never windows, never single
+songs) are split into train and validation by a hash of their piece key (layout.py): every
+variant and part of a tune lands on one side, the same side every run and in every trainer.
 Per item, deterministic for (seed, epoch, index):
   * slot dropout: keep all present slots, or a random subset of 1..K of them;
   * given slots: some kept slots are marked given (teacher-forced, no loss), so one model
@@ -10,7 +11,6 @@ Per item, deterministic for (seed, epoch, index):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .cache import TokenCache
+from .layout import piece_key, split_by_piece
 
 
 @dataclass
@@ -29,26 +30,17 @@ class DataConfig:
 
     cache: str = "cache"
     window: int = 500  # frames per training window (500 = 6.7 s at 75 frames/s)
-    valid_fraction: float = 0.1  # share of songs held out for validation
+    valid_fraction: float = 0.1  # share of pieces (tunes, with their variants) held out
     silent: Literal["drop", "keep"] = "drop"  # drop: a silent stem counts as absent
     p_all_slots: float = 0.5  # chance to keep every present slot (else a random subset)
     p_given: float = 0.25  # chance that some kept slots are given (teacher-forced)
     num_workers: int = 0
 
 
-def split_of(song_id: str, valid_fraction: float) -> str:
-    """'train' or 'valid', stable for a song id whatever other songs are in the cache."""
-    value = int(hashlib.sha1(song_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "valid" if value < valid_fraction else "train"
-
-
 def split_songs(song_ids: Sequence[str], valid_fraction: float) -> dict[str, list[str]]:
-    """Songs of each split. A cache of two or more songs always gets one validation song."""
-    songs = sorted(song_ids)
-    valid = [s for s in songs if split_of(s, valid_fraction) == "valid"]
-    if not valid and valid_fraction > 0 and len(songs) >= 2:
-        valid = songs[-1:]
-    return {"train": [s for s in songs if s not in valid], "valid": valid}
+    """Song ids of each split, sorted; the songs of one piece on one side. A cache of two
+    pieces or more always gets one validation piece."""
+    return split_by_piece(sorted(song_ids), valid_fraction, piece_key)
 
 
 class WindowDataset(Dataset):
@@ -83,15 +75,18 @@ class WindowDataset(Dataset):
                     f"({', '.join(vocabulary)}) lacks; set model.vocabulary or prepare with --slots"
                 )
             self.instrument = np.array([list(vocabulary).index(s) for s in self.cache.slots])
-        chosen = split_songs(self.cache.songs, config.valid_fraction)[split]
+        songs = self.cache.songs
+        # keyed by the song's source path, which (unlike its id) is never cut short
+        chosen = split_by_piece(sorted(songs), config.valid_fraction,
+                                lambda s: songs[s].key)[split]
         if mode == "mix":
-            chosen = [s for s in chosen if self.cache.songs[s].get("mix_shard")]
+            chosen = [s for s in chosen if songs[s].mix_shard]
         self.songs = chosen
         # (song, start) windows; train windows overlap by half and get a random shift
         self.items: list[tuple[str, int]] = []
         hop = self.window if split == "valid" else max(1, self.window // 2)
         for song in self.songs:
-            frames = int(self.cache.songs[song]["frames"])
+            frames = self.cache.songs[song].frames
             starts = range(0, max(frames - self.window, 0) + 1, hop)
             self.items.extend((song, s) for s in starts)
 
@@ -107,7 +102,7 @@ class WindowDataset(Dataset):
         song, start = self.items[index]
         entry = self.cache.songs[song]
         rng = np.random.default_rng([self.seed, epoch if self.split == "train" else 0, index])
-        frames = int(entry["frames"])
+        frames = entry.frames
         if self.split == "train":
             start = min(start + int(rng.integers(0, max(1, self.window // 2))),
                         max(frames - self.window, 0))
@@ -117,11 +112,11 @@ class WindowDataset(Dataset):
             present = np.ones(1, dtype=bool)
         else:
             source = self.cache.codes(song)
-            present = np.array(entry["present"], dtype=bool)
+            present = np.array(entry.present, dtype=bool)
             if self.config.silent == "drop":
-                present &= ~np.array(entry["silent"], dtype=bool)
+                present &= ~np.array(entry.silent, dtype=bool)
             if not present.any():  # an all-silent song still trains something
-                present = np.array(entry["present"], dtype=bool)
+                present = np.array(entry.present, dtype=bool)
         K, Q = source.shape[0], source.shape[1]
         codes = np.zeros((K, Q, self.window), dtype=np.int64)
         codes[:, :, : stop - start] = source[:, :, start:stop]

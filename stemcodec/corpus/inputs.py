@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .arrangement import Arrangement, ScoreError, Track, playable_tempo
+from .arrangers import arrange
 from .instruments import slot_of_program
-from .recipes import Source, arrange, bars_of, load_score, part_notes, tempo_of, title_of
+from .scores import Source, bars_of, load_score, part_notes, parts_of, tempo_of, title_of
 
 SCORE_EXTENSIONS = {".xml", ".musicxml", ".mxl", ".krn", ".abc", ".mei", ".mid", ".midi"}
 MIDI_EXTENSIONS = {".mid", ".midi"}
@@ -83,12 +84,8 @@ def arrange_input(source: Source, recipe: str | None, rng: np.random.Generator) 
         if recipe in (None, "solo-piano"):
             return midi_arrangement(midi, Path(source.path).stem, solo_piano=recipe is not None)
     score = load_score(source)
-    if recipe == "folk-band":
-        return arrange("folk", score, recipe, rng)
-    if recipe == "chorales":
-        return arrange("chorale", score, recipe, rng)
-    if recipe == "solo-piano":
-        return arrange("piano", score, recipe, rng)
+    if recipe is not None:  # read the way the recipe reads its own pieces
+        return arrange(score, recipe, recipe, rng)
     return score_arrangement(score)
 
 
@@ -129,7 +126,6 @@ def midi_arrangement(midi, title: str, solo_piano: bool = False) -> Arrangement:
 
 def score_arrangement(score) -> Arrangement:
     """A score's parts onto slots by their instrument's GM program or name."""
-    from .recipes import parts_of
     parts: dict[str, list[Track]] = {}
     for part in parts_of(score):
         notes = part_notes(part)

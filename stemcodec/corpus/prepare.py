@@ -16,10 +16,9 @@ import argparse
 import hashlib
 import json
 import logging
-import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from tqdm import tqdm
 from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, resample, to_channels
 from ..errors import AudioError, UserError, cli
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
-from .cache import FORMAT_VERSION, CacheError, write_codes, write_json
+from .cache import FORMAT_VERSION, CacheError, SongEntry, write_codes, write_json
+from .layout import folders, read_piece, song_id
 
 logger = logging.getLogger(__name__)
 
@@ -60,32 +60,24 @@ class Stats:
     encode_seconds: float = 0.0
 
 
-def song_id(rel: Path) -> str:
-    """A readable, collision-free file name for a song: sanitised path + short hash."""
-    text = rel.as_posix()
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace("/", "--"))[-80:].lstrip(".")
-    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
 def discover(root: Path, slots: SlotSpec, instrument: str | None,
-             report) -> list[Song]:
+             report: Callable[[Path, str], None]) -> list[Song]:
     """Walk `root` and return the songs in a stable order; report unusable files."""
     if root.is_file():
         return [_file_song(root, root.parent, slots, instrument)]
     songs: list[Song] = []
-    known = set(DEFAULT_VOCABULARY) | set(slots) | {"mix"}
-    for folder in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
-        if any(part.startswith(".") for part in folder.relative_to(root).parts):
-            continue
-        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        stems = {p.stem: p for p in entries if is_audio_path(p) and p.stem in known}
-        is_stem_folder = instrument is None and any(name != "mix" for name in stems)
-        if is_stem_folder:
+    known = (*DEFAULT_VOCABULARY, *slots)
+    for folder in folders(root):
+        piece = read_piece(folder, known) if instrument is None else None
+        if piece is not None:  # stems of instruments outside --slots are left out
+            files = {name: p for name, p in piece.stems.items() if name in slots}
+            if piece.mix is not None:
+                files["mix"] = piece.mix
             rel = folder.relative_to(root)
             songs.append(Song(song_id(rel if rel.parts else Path(folder.name)), "stems", folder,
-                              {name: p for name, p in stems.items()
-                               if name in slots or name == "mix"}))
+                              files))
             continue
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         for path in entries:
             if is_audio_path(path):
                 songs.append(_file_song(path, root, slots, instrument))
@@ -161,31 +153,42 @@ class Preparer:
     def entry_path(self, song: Song) -> Path:
         return self.out / "songs" / f"{song.id}.json"
 
-    def existing_entry(self, song: Song) -> dict[str, Any] | None:
+    def existing_entry(self, song: Song) -> SongEntry | None:
         path = self.entry_path(song)
         if not path.is_file():
             return None
         try:
-            entry = json.loads(path.read_text())
+            entry = SongEntry.from_json(json.loads(path.read_text()))
         except (ValueError, OSError):
             return None
-        return entry if self.codec.makes(entry.get("codec_id")) else None
+        return entry if self.codec.makes(entry.codec_id) else None
+
+    def is_done(self, previous: SongEntry | None, song: Song,
+                files: dict[str, dict[str, Any]]) -> bool:
+        """The entry holds this song's files, as this run would encode them."""
+        if previous is None or not _same_content(previous.files, files):
+            return False
+        if previous.separator != self._separator_id(song):
+            return False
+        if not (self.out / previous.shard).is_file():
+            return False
+        # a song prepared --no-mix is not done for a run that wants the mix
+        return not self.with_mix or (previous.mix_shard is not None
+                                     and (self.out / previous.mix_shard).is_file())
 
     # -- one song ---------------------------------------------------------------------------
-    def process(self, song: Song, root: Path) -> dict[str, Any] | None:
+    def process(self, song: Song, root: Path) -> SongEntry:
         """Encode one song (or find it already done). Returns its entry."""
         previous = self.existing_entry(song)
-        old_files = (previous or {}).get("files", {})
+        old_files = previous.files if previous is not None else {}
         files = {}
         for role, path in song.files.items():
             rel = _rel(path, root)
             files[rel] = {"role": role, **fingerprint(path, old_files.get(rel))}
-        if previous is not None and _same_content(previous.get("files", {}), files) \
-                and (self.out / previous["shard"]).is_file() \
-                and previous.get("separator") == self._separator_id(song):
-            if previous["files"] != files:  # touched but unchanged: refresh size/mtime
-                previous["files"] = files
-                write_json(self.entry_path(song), previous)
+        if self.is_done(previous, song, files):
+            if previous.files != files:  # touched but unchanged: refresh size/mtime
+                previous.files = files
+                write_json(self.entry_path(song), previous.to_json())
             self.stats.cached += 1
             return previous
 
@@ -218,21 +221,21 @@ class Preparer:
         if mix_codes is not None:
             mix_shard = f"songs/{song.id}.mix.npy"
             write_codes(self.out / mix_shard, mix_codes.numpy())
-        entry = {
-            "id": song.id,
-            "source": _rel(song.source, root),
-            "kind": song.kind,
-            "files": files,
-            "codec_id": self.codec.codec_id,
-            "separator": self._separator_id(song),
-            "frames": int(codes.shape[-1]),
-            "seconds": round(seconds, 4),
-            "present": [n in stems for n in self.slots],
-            "silent": [bool(n in stems and is_silent(stems[n])) for n in self.slots],
-            "shard": shard,
-            "mix_shard": mix_shard,
-        }
-        write_json(self.entry_path(song), entry)  # last: marks the song done
+        entry = SongEntry(
+            id=song.id,
+            source=_rel(song.source, root),
+            kind=song.kind,
+            files=files,
+            codec_id=self.codec.codec_id,
+            separator=self._separator_id(song),
+            frames=int(codes.shape[-1]),
+            seconds=round(seconds, 4),
+            present=[n in stems for n in self.slots],
+            silent=[bool(n in stems and is_silent(stems[n])) for n in self.slots],
+            shard=shard,
+            mix_shard=mix_shard,
+        )
+        write_json(self.entry_path(song), entry.to_json())  # last: marks the song done
         self.stats.done += 1
         self.stats.seconds += seconds
         return entry
@@ -309,18 +312,19 @@ def _fit(wav: torch.Tensor, length: int) -> torch.Tensor:
 
 def _rel(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root).as_posix() or path.name
+        rel = path.relative_to(root)
     except ValueError:
         return str(path)
+    return rel.as_posix() if rel.parts else path.name  # SONGS_DIR itself: its name, not "."
 
 
 def write_manifest(out: Path, codec_info: dict[str, Any], slots: SlotSpec,
-                   entries: list[dict[str, Any]]) -> Path:
+                   entries: list[SongEntry]) -> Path:
     manifest = {
         "version": FORMAT_VERSION,
         "codec": codec_info,
         "slots": list(slots),
-        "songs": {e["id"]: e for e in entries},
+        "songs": {e.id: e.to_json() for e in entries},
     }
     write_json(out / "manifest.json", manifest)
     return out / "manifest.json"

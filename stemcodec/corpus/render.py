@@ -33,7 +33,6 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -52,9 +51,12 @@ from tqdm import tqdm
 from ..audio import is_silent, save_audio
 from ..errors import UserError, cli
 from .arrangement import Arrangement, ScoreError, Track, cut, vary
+from .arrangers import arrange
 from .inputs import arrange_input, find_inputs
 from .instruments import draw_like, draw_program, program_name, slot_of_program
-from .recipes import RECIPES, Source, arrange, load_score
+from .layout import piece_base, variant_id
+from .recipes import RECIPES
+from .scores import Source, load_score
 from .synth import find_synth, synthesize, write_midi
 
 logger = logging.getLogger(__name__)
@@ -95,17 +97,11 @@ def piece_seed(seed: int, piece_id: str) -> int:
 def make_jobs(sources: Sequence[Source], recipe: str | None, variants: int,
               seed: int) -> list[Job]:
     """Variants 0..N-1 of every source, each with its own piece id and seed."""
-    jobs, seen = [], set()
-    prefix = f"{recipe}_" if recipe else ""
+    jobs, taken = [], set()
     for source in sources:
-        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix + source.name).strip("._")[:100]
-        base, n = base or "piece", 1
-        while base in seen:  # same folder and file names from different places
-            n += 1
-            base = f"{base.rsplit('~', 1)[0]}~{n}"
-        seen.add(base)
+        base = piece_base(source.name, recipe, taken)
         for v in range(variants):
-            piece_id = f"{base}_v{v}"
+            piece_id = variant_id(base, v)
             jobs.append(Job(piece_id, source, recipe, v, piece_seed(seed, piece_id)))
     return jobs
 
@@ -113,8 +109,8 @@ def make_jobs(sources: Sequence[Source], recipe: str | None, variants: int,
 # -- one piece ----------------------------------------------------------------------------
 def load_arrangement(job: Job, rng: np.random.Generator) -> Arrangement:
     source = job.source
-    if source.kind in ("folk", "chorale", "piano"):  # a recipe's own piece
-        return arrange(source.kind, load_score(source), job.recipe, rng)
+    if source.kind in RECIPES:  # a recipe's own piece
+        return arrange(load_score(source), source.kind, job.recipe, rng)
     return arrange_input(source, job.recipe, rng)
 
 

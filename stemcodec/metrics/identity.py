@@ -52,3 +52,20 @@ def switch_rate(seconds: SecondLabels) -> float | None:
     if not pairs:
         return None
     return sum(a != b for a, b in pairs) / len(pairs)
+
+
+def reconstruction_identity(model: InstrumentClassifier, reference: torch.Tensor,
+                            estimate: torch.Tensor, rate: int,
+                            instrument: str) -> tuple[int, int]:
+    """(seconds of `estimate` labelled `instrument`, seconds counted): the seconds are those
+    active in `reference` (a codec's noise in a silent second is not an instrument)."""
+    seg = model.config.segment_seconds
+    ref = split_seconds(reference, rate, seg)
+    est = split_seconds(estimate, rate, seg)[: ref.shape[0]]
+    active = active_seconds(ref)[: est.shape[0]]
+    if not active.any():
+        return 0, 0
+    probs, _ = model.predict(est[active], rate)
+    names = model.config.classes
+    labels = [names[i] for i in probs.argmax(dim=-1).tolist()]
+    return sum(label == instrument for label in labels), len(labels)

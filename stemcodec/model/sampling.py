@@ -3,17 +3,25 @@
 At step p the model sees positions < p of every slot and emits position p of every slot (one
 token per codebook, or the special token where the delay pattern has none). Slots marked
 given are not sampled: their known tokens are written in instead, so the others fit them.
+
+`sample_frames` yields each frame as soon as its last codebook is drawn (what a stream
+decodes chunk by chunk); `generate_codes` collects them. A generator per batch row makes a
+row's draws its own: row b of a batch seeded [s0, s1, ...] is the single run seeded s_b.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 
-from .patterns import build_delay, revert_delay, valid_mask
+from .patterns import build_delay, valid_mask
 from .transformer import MultiStreamTransformer
+
+# one generator for the whole batch, or one per batch row (row b draws from generator b)
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass
@@ -46,8 +54,20 @@ def _is_sequence(value) -> bool:
     return not isinstance(value, (str, bytes)) and hasattr(value, "__len__")
 
 
+def draw_uniform(shape: Sequence[int], generator: Generators,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Numbers in (0, 1] of `shape` [B, ...]; with one generator per row, row b comes from
+    generator b alone, so it does not depend on the other rows of the batch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return 1.0 - torch.rand(tuple(shape), generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    row = (1, *shape[1:])
+    return torch.cat([1.0 - torch.rand(row, generator=g, device=device) for g in generator])
+
+
 def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: Generators = None) -> torch.Tensor:
     """logits [..., Q, card] -> ids [..., Q], each codebook with its own settings if any.
 
     The uniform numbers are drawn once for all codebooks, as the single-valued path draws
@@ -60,19 +80,19 @@ def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
 
 
 def _sample_each_codebook(logits: torch.Tensor, per_q: list[SamplingConfig],
-                          generator: torch.Generator | None) -> torch.Tensor:
+                          generator: Generators) -> torch.Tensor:
     """sample_codebooks with the per-codebook configs already resolved (once per generation,
     not once per step)."""
     u = None
     if any(c.temperature > 0 for c in per_q):
-        u = 1.0 - torch.rand(logits.shape[:-1] + (1,), generator=generator, device=logits.device)
+        u = draw_uniform(logits.shape[:-1] + (1,), generator, logits.device)
     return torch.stack([sample_logits(logits[..., q, :], c, generator,
                                       u=None if u is None else u[..., q, :])
                         for q, c in enumerate(per_q)], dim=-1)
 
 
 def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
-                  generator: torch.Generator | None = None,
+                  generator: Generators = None,
                   u: torch.Tensor | None = None) -> torch.Tensor:
     """logits [..., card] -> token ids [...] (temperature, then top-k, then top-p).
 
@@ -105,27 +125,31 @@ def sample_logits(logits: torch.Tensor, cfg: SamplingConfig,
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         cdf = probs.cumsum(dim=-1)  # [..., card], non-decreasing
         if u is None:
-            u = 1.0 - torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device)
+            u = draw_uniform(cdf.shape[:-1] + (1,), generator, cdf.device)
         picks = torch.searchsorted(cdf, u * cdf[..., -1:])  # [..., 1]
         return picks.squeeze(-1).clamp_max(cdf.shape[-1] - 1)  # in range even for NaN logits
 
 
-def forced_positions(given: torch.Tensor, given_mask: torch.Tensor,
-                     special: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Known codes in the delayed layout.
+class Forced(NamedTuple):
+    """Known codes in the delayed layout, by name (a bare pair was once unpacked the wrong
+    way round)."""
+
+    tokens: torch.Tensor  # [B, K, Q, T + Q] long: what to write where `mask` is True
+    mask: torch.Tensor  # [B, K, Q, T + Q] bool: the positions whose tokens are forced
+
+
+def forced_positions(given: torch.Tensor, given_mask: torch.Tensor, special: int) -> Forced:
+    """Known codes in `build_delay`'s layout.
 
     Args:
         given: codes [B, K, Q, T].
         given_mask: [B, K] (whole slots) or [B, K, T] (frames, e.g. a prompt's opening).
-
-    Returns:
-        (tokens [B, K, Q, T + Q], forced [B, K, Q, T + Q] bool) for `build_delay`'s layout.
     """
     B, K, Q, T = given.shape
     if given_mask.dim() == 2:
         given_mask = given_mask[:, :, None].expand(B, K, T)
     frames = given_mask[:, :, None, :].expand(B, K, Q, T).long()
-    return build_delay(given, special), build_delay(frames, 0).bool()
+    return Forced(tokens=build_delay(given, special), mask=build_delay(frames, 0).bool())
 
 
 def rebase(seq: torch.Tensor, offset: int, special: int) -> torch.Tensor:
@@ -142,19 +166,50 @@ def rebase(seq: torch.Tensor, offset: int, special: int) -> torch.Tensor:
 def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, frames: int,
                    sampling: SamplingConfig = SamplingConfig(),
                    given: torch.Tensor | None = None, given_mask: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None, use_cache: bool = True,
+                   generator: Generators = None, use_cache: bool = True,
                    on_step: Callable[[int], None] | None = None, *,
                    cfg_scale: float = 1.0, window: int | None = None,
                    context: int | None = None) -> torch.Tensor:
     """Sample codes [B, K, Q, frames] for the slots `instrument[B, K]`.
 
+    Args (the rest as `sample_frames`):
+        on_step: called after each step with the number of steps done (progress bars).
+    """
+    done = []
+    steps = sample_frames(model, instrument, frames, sampling, given, given_mask, generator,
+                          use_cache, cfg_scale=cfg_scale, window=window, context=context)
+    for step, frame in enumerate(steps, start=1):
+        if frame is not None:
+            done.append(frame)
+        if on_step is not None:
+            on_step(step)
+    if not done:
+        B, K = instrument.shape
+        return torch.zeros(B, K, model.config.num_codebooks, 0, dtype=torch.long,
+                           device=next(model.parameters()).device)
+    return torch.stack(done, dim=-1)  # [B, K, Q, frames]
+
+
+@torch.inference_mode()
+def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frames: int,
+                  sampling: SamplingConfig = SamplingConfig(),
+                  given: torch.Tensor | None = None, given_mask: torch.Tensor | None = None,
+                  generator: Generators = None, use_cache: bool = True, *,
+                  cfg_scale: float = 1.0, window: int | None = None,
+                  context: int | None = None) -> Iterator[torch.Tensor | None]:
+    """Sample `frames` frames for the slots `instrument[B, K]`, one step at a time.
+
+    Yields once per step (frames + Q - 1 steps): the codes [B, K, Q] of the frame the step
+    finished (frame t is complete once codebook Q - 1 is drawn, at step t + Q - 1 of the
+    delay pattern), or None for the first Q - 1 steps, which finish none.
+
     Args:
         given: codes [B, K, Q, frames]; where `given_mask` says so they are forced.
         given_mask: [B, K] (the whole slot is given: accompaniment) or [B, K, frames] (the
             frames of a prompt, continued after it ends).
+        generator: one for the batch, or one per batch row (each row's own draws).
         use_cache: the static KV cache (one position per step); False recomputes the whole
             window each step (the reference the cache is checked and benchmarked against).
-        on_step: called after each step with the number of steps done (progress bars).
         cfg_scale: classifier-free guidance over the wholly given slots: logits are
             uncond + scale * (cond - uncond), uncond computed with those slots absent.
             1 = off. Needs a model trained with slot dropout.
@@ -166,6 +221,9 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
     B, K = instrument.shape
     Q, special = cfg.num_codebooks, cfg.cardinality
     per_q = sampling.per_codebook(Q)  # resolved once; a wrong length fails before any step
+    if generator is not None and not isinstance(generator, torch.Generator) \
+            and len(generator) != B:
+        raise ValueError(f"{len(generator)} generators for a batch of {B}")
     device = next(model.parameters()).device
     length = frames + Q  # the delayed sequence, start column included
     span = length if window is None else min(length, window + Q)  # positions in one window
@@ -174,15 +232,16 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
         raise ValueError(f"a window of {window} frames leaves no context to slide with")
     keep = context + Q  # positions kept when the window slides
     seq = torch.full((B, K, Q, length), special, dtype=torch.long, device=device)
-    forced = known = None
+    forced = None
     whole = torch.zeros(B, K, dtype=torch.bool, device=device)  # slots given from end to end
     if given is not None and given_mask is not None and given_mask.any():
-        forced, known = forced_positions(given.to(device), given_mask.to(device), special)
+        forced = forced_positions(given.to(device), given_mask.to(device), special)
         whole = given_mask.to(device).reshape(B, K, -1).all(dim=-1)
     guided = cfg_scale != 1.0
     if guided and not whole.any():
         raise ValueError("classifier-free guidance needs at least one wholly given slot")
     real = valid_mask(Q, frames, device=device)  # [Q, length]
+    codebooks = torch.arange(Q, device=device)
     instrument = instrument.to(device)
     present = torch.ones(B, K, dtype=torch.bool, device=device)
     if guided:  # one batch: conditional rows, then the same rows without the given slots
@@ -214,8 +273,7 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
             else _sample_each_codebook(logits, per_q, generator)
         tokens = torch.where(real[:, p], tokens, torch.full_like(tokens, special))
         if forced is not None:
-            tokens = torch.where(known[..., p], forced[..., p], tokens)
+            tokens = torch.where(forced.mask[..., p], forced.tokens[..., p], tokens)
         seq[..., p] = tokens
-        if on_step is not None:
-            on_step(p)
-    return revert_delay(seq, Q)
+        t = p - Q  # the frame whose last codebook this step drew
+        yield seq[:, :, codebooks, 1 + codebooks + t] if t >= 0 else None  # [B, K, Q]

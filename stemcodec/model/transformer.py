@@ -366,7 +366,9 @@ class MultiStreamTransformer(nn.Module):
 
     def _check_inputs(self, seq: torch.Tensor, instrument: torch.Tensor, cache: KVCache | None,
                       start: int) -> None:
-        """Refuse inputs that would silently read the wrong embedding row."""
+        """Refuse inputs that would silently read the wrong embedding row. Token and instrument
+        ids are checked on the host when they live there, and on an accelerator by a
+        device-side assertion, never by reading them back (a host sync per forward)."""
         cfg = self.config
         B, K, Q, T = seq.shape
         if Q != cfg.num_codebooks:
@@ -384,16 +386,25 @@ class MultiStreamTransformer(nn.Module):
             if start < 0 or start + T > cache.max_frames:
                 raise ValueError(f"positions [{start}, {start + T}) exceed the cache's "
                                  f"{cache.max_frames}")
-        if seq.numel() and not torch.compiler.is_compiling():  # one host sync; none if compiled
-            bounds = torch.stack([t.long() for t in (*seq.aminmax(), *instrument.aminmax())])
-            seq_lo, seq_hi, inst_lo, inst_hi = bounds.tolist()
-            # in the shared table, token card + 1 of codebook q would be codebook q + 1's row 0
-            if seq_lo < 0 or seq_hi > cfg.cardinality:
-                raise ValueError(f"seq holds ids outside [0, {cfg.cardinality}] "
-                                 f"({cfg.cardinality} is the special token)")
-            if inst_lo < 0 or inst_hi >= len(cfg.instruments):
-                raise ValueError(f"instrument ids must be in [0, {len(cfg.instruments)}) for "
-                                 f"{cfg.instruments}")
+        if not seq.numel() or torch.compiler.is_compiling():
+            return
+        card, rows = cfg.cardinality, len(cfg.instruments)
+        # in the shared table, token card + 1 of codebook q would be codebook q + 1's row 0
+        bad_seq = f"seq holds ids outside [0, {card}] ({card} is the special token)"
+        bad_instrument = f"instrument ids must be in [0, {rows}) for {cfg.instruments}"
+        if seq.device.type != "cpu" or instrument.device.type != "cpu":
+            # reading values back from an accelerator would stall it once per forward, every
+            # training step included; a device-side assertion checks them without waiting
+            # (a failure surfaces as a device error at the next synchronisation)
+            torch._assert_async(((seq >= 0) & (seq <= card)).all(), bad_seq)
+            torch._assert_async(((instrument >= 0) & (instrument < rows)).all(), bad_instrument)
+            return
+        bounds = torch.stack([t.long() for t in (*seq.aminmax(), *instrument.aminmax())])
+        seq_lo, seq_hi, inst_lo, inst_hi = bounds.tolist()  # host memory: no sync
+        if seq_lo < 0 or seq_hi > card:
+            raise ValueError(bad_seq)
+        if inst_lo < 0 or inst_hi >= rows:
+            raise ValueError(bad_instrument)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor,
              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

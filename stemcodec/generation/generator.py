@@ -1,0 +1,345 @@
+"""StemGenerator: a trained model and its codec, from slots and settings to stems and a mix.
+
+    g = StemGenerator.from_pretrained()          # bundled default; or a run folder
+    out = g.generate(slots="vocals-free:4", duration=10.0, seed=0)
+
+A generation runs in four steps, each its own method so a stream can take them in turn:
+`_plan` (check the settings, load the model the slots call for, encode what is given),
+`_frames` (the sampler, one frame at a time), `_decode` (codes to audio) and `_outputs`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..checkpoint import bundled, file_sha256
+from ..conditions import Conditions, parse_keep, parse_pairs, read_conditions
+from ..errors import UserError
+from ..slots import SlotSpec, check_instruments, parse_slots
+from .output import GenerationOutput
+from .settings import Pairs, PathLike, Settings
+
+if TYPE_CHECKING:
+    from ..codec import Codec
+    from ..model import MultiStreamTransformer, SamplingConfig
+
+DEFAULT_MODEL = "generator-mini"  # the band: drums, bass, guitar, piano, other
+SOLO_MODEL = "generator-solo-piano"  # the single-instrument mode, for slots="solo-piano"
+RECIPES = {DEFAULT_MODEL: ("configs/mini.yaml", "runs/mini"),
+           SOLO_MODEL: ("configs/solo-piano.yaml", "runs/solo-piano")}
+
+
+def default_model(slots: str) -> str:
+    """The bundled model for these slots: one piano alone is the solo-piano generator's."""
+    try:
+        names = parse_slots(slots).names
+    except UserError:
+        names = ()  # the chosen model's vocabulary will name what is wrong
+    return SOLO_MODEL if tuple(names) == ("piano",) else DEFAULT_MODEL
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def checkpoint_folder(checkpoint: PathLike) -> Path:
+    """The model folder of a run folder, a training checkpoint (step_*/model) or a bundled
+    model's name."""
+    path = Path(checkpoint)
+    for folder in (path, path / "model"):
+        if (folder / "config.json").is_file():
+            return folder
+    if not path.exists() and bundled(str(checkpoint)) is not None:
+        return bundled(str(checkpoint))
+    raise UserError(f"--checkpoint {checkpoint}: no config.json there; pass a folder written "
+                    "by train/train.py (it holds model.safetensors and config.json)")
+
+
+def load_codec_for(model: MultiStreamTransformer, codec_repo: PathLike | None,
+                   device: torch.device) -> Codec:
+    """The codec whose tokens the model was trained on, checked by its weights id."""
+    from ..codec import load_codec
+    info = model.codec_info or {}
+    if not info.get("name"):
+        raise UserError("the checkpoint does not say which codec made its tokens")
+    name = info.get("source") or info["name"]  # a codec checkpoint folder is found by its path
+    codec = load_codec(name, info.get("bandwidth"), repository=codec_repo, device=device)
+    if info.get("id") and not codec.makes(info["id"]):
+        raise UserError(f"the checkpoint was trained on codec {info['id']}, but {info['name']} "
+                        f"here is {codec.codec_id}; use the same codec weights (--codec-repo)")
+    return codec
+
+
+@dataclass
+class Loaded:
+    """A model with its codec and where it came from."""
+
+    model: MultiStreamTransformer
+    codec: Codec
+    checkpoint: str | None = None
+    sha256: str | None = None  # of model.safetensors, first 16 hex digits
+
+
+@dataclass
+class Plan:
+    """A checked request: everything the sampler and the decoder need."""
+
+    settings: Settings
+    loaded: Loaded
+    names: tuple[str, ...]  # the slots ("mix" for a mix-mode model)
+    instrument: torch.Tensor  # [K] ids into the model's instruments
+    frames: int
+    window: int
+    context: int | None
+    conditions: Conditions
+    sampling: SamplingConfig
+
+    @property
+    def mixed(self) -> bool:
+        return self.loaded.model.config.mode == "mix"
+
+
+class StemGenerator:
+    """Generates stems that play together, and their mix, from a trained model.
+
+    Make one with `from_pretrained`; `StemGenerator(model, codec)` wraps a model in memory.
+    """
+
+    def __init__(self, model: MultiStreamTransformer | None = None, codec: Codec | None = None,
+                 *, device: str | torch.device = "auto",
+                 codec_repo: PathLike | None = None, checkpoint: str | None = None) -> None:
+        """A generator of `model` with `codec` (default: the codec its checkpoint names).
+
+        Args:
+            model, codec: a MultiStreamTransformer and its Codec; model None: the bundled
+                model the slots call for, loaded when first asked for.
+            device: auto (cuda if there is one), cpu, cuda ...
+            codec_repo: folder of the codec's weights, when not in the default place.
+            checkpoint: where `model` came from (recorded in meta).
+        """
+        self.device = resolve_device(device)
+        self.codec_repo = codec_repo
+        self._fixed: Loaded | None = None
+        self._bundled: dict[str, Loaded] = {}
+        if model is not None:
+            model = model.to(self.device).eval()
+            if codec is None:
+                codec = load_codec_for(model, codec_repo, self.device)
+            weights = Path(checkpoint) / "model.safetensors" if checkpoint else None
+            sha = file_sha256(weights)[:16] if weights is not None and weights.is_file() else None
+            self._fixed = Loaded(model, codec.to(self.device), checkpoint, sha)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: PathLike | None = None, *,
+                        device: str | torch.device = "auto",
+                        codec_repo: PathLike | None = None) -> StemGenerator:
+        """A generator from a run folder (what train/train.py writes), a training checkpoint
+        (`checkpoints/step_N`), a bundled model's name, or None: the bundled default, the
+        solo-piano model for `slots="solo-piano"` and the band model otherwise."""
+        if checkpoint is None:
+            return cls(device=device, codec_repo=codec_repo)
+        from ..model import MultiStreamTransformer
+        folder = checkpoint_folder(checkpoint)
+        device = resolve_device(device)
+        model = MultiStreamTransformer.from_pretrained(folder, device=device)
+        return cls(model, load_codec_for(model, codec_repo, device), device=device,
+                   codec_repo=codec_repo, checkpoint=str(folder))
+
+    def model_for(self, slots: str) -> Loaded:
+        """The model these slots are generated with (the bundled one they call for, if none
+        was given), loaded once."""
+        if self._fixed is not None:
+            return self._fixed
+        name = default_model(slots)
+        if name not in self._bundled:
+            path = bundled(name)
+            if path is None:
+                config, run = RECIPES[name]
+                raise UserError(
+                    f"no bundled {name} model in this install; train one with `accelerate "
+                    f"launch train/train.py --config {config}` and pass --checkpoint {run} "
+                    "(scripts/train_bundled.sh rebuilds the bundled ones)")
+            self._bundled[name] = StemGenerator.from_pretrained(
+                path, device=self.device, codec_repo=self.codec_repo)._fixed
+        return self._bundled[name]
+
+    # -- the API ------------------------------------------------------------------------------
+    def generate(self, slots: str = "vocals-free:4", duration: float = 10.0, seed: int = 0, *,
+                 given: Pairs | None = None, prompt: Pairs | None = None,
+                 given_mix: PathLike | None = None, keep: str | Sequence[str] | None = None,
+                 temperature: float | Sequence[float] | str = 1.0,
+                 top_k: int | Sequence[int] | str = 250,
+                 top_p: float | Sequence[float] | str = 0.0, cfg: float = 1.0,
+                 window: float | None = None, context: float | None = None,
+                 separator: Any = "htdemucs_6s", demucs_repo: PathLike | None = None,
+                 progress: bool = False) -> GenerationOutput:
+        """Generate `duration` seconds of `slots`. Same seed, same tensors.
+
+        Args:
+            slots: PRESET[:N] or a list ("drums,bass,piano"); a mix-mode model makes one
+                stream of the whole mix and reads no slots.
+            given: {slot: audio file} stems to accompany: their tokens are forced, the other
+                slots fit them.
+            prompt: {slot: audio file} openings to continue.
+            given_mix: a mix to separate (with `separator`, Demucs weights in `demucs_repo`);
+                its `keep` stems (default drums, bass) are given, the others regenerated.
+            temperature, top_k, top_p: 0 = greedy / off; one value or one per codebook.
+            cfg: classifier-free guidance over the given stems (1 = off, e.g. 3).
+            window: the most seconds the model sees at once (default: its training window);
+                longer durations slide, keeping `context` seconds (default 3/4 of it).
+            progress: a progress bar of the sampling steps on stderr.
+        Raises UserError (one line) for anything the caller can fix.
+        """
+        settings = Settings(slots=slots, duration=duration, given=given or {},
+                            prompt=prompt or {}, given_mix=given_mix, keep=keep,
+                            temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg,
+                            window=window, context=context, separator=separator,
+                            demucs_repo=demucs_repo)
+        return self._generate([seed], settings, progress)[0]
+
+    def generate_batch(self, seeds: Sequence[int], slots: str = "vocals-free:4",
+                       duration: float = 10.0, *, progress: bool = False,
+                       **options: Any) -> list[GenerationOutput]:
+        """One piece per seed, sampled together as a batch; the options are `generate`'s.
+        Piece i is `generate(seed=seeds[i])`: each row draws from its own seed."""
+        if len(seeds) < 1:
+            raise UserError("generate_batch needs at least one seed")
+        settings = Settings(slots=slots, duration=duration, **options)
+        return self._generate(list(seeds), settings, progress)
+
+    # -- the steps ----------------------------------------------------------------------------
+    def _generate(self, seeds: list[int], settings: Settings,
+                  progress: bool) -> list[GenerationOutput]:
+        plan = self._plan(settings)
+        wall, cpu = time.perf_counter(), time.process_time()
+        codes = torch.stack(list(self._frames(plan, seeds, progress)), dim=-1)  # [B, K, Q, T]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        sampled = time.perf_counter(), time.process_time()
+        waves = self._decode(plan, codes)
+        timing = {"sample_s": sampled[0] - wall, "sample_cpu_s": sampled[1] - cpu,
+                  "decode_s": time.perf_counter() - sampled[0],
+                  "decode_cpu_s": time.process_time() - sampled[1]}
+        return self._outputs(plan, seeds, codes, waves, timing)
+
+    def _plan(self, s: Settings) -> Plan:
+        s.check()  # a typo is named before a bundled model is loaded
+        loaded = self.model_for(s.slots)
+        model, codec = loaded.model, loaded.codec
+        cfg = model.config
+        s.check_codebooks(cfg.num_codebooks)
+        what = f"checkpoint {loaded.checkpoint or 'in memory'}"
+        if cfg.mode == "mix":
+            if s.pairs("given") or s.pairs("prompt") or s.given_mix is not None:
+                raise UserError(f"{what} makes one stream of the whole mix (a mix-mode model); "
+                                "it takes no given stems, prompts or mix to keep stems of")
+            slots, ids = SlotSpec(("mix",)), [0]
+        else:
+            slots = parse_slots(s.slots, cfg.vocabulary, cfg.max_slots)
+            # the instruments it was trained on (older checkpoints: its whole vocabulary)
+            trained = (model.training_info or {}).get("instruments") or cfg.vocabulary
+            check_instruments(slots.names, [n for n in cfg.vocabulary if n in trained], what)
+            ids = slots.ids(cfg.vocabulary)
+        given = parse_pairs(s.pairs("given"), "--given", slots)
+        prompts = parse_pairs(s.pairs("prompt"), "--prompt", slots)
+        given_mix = None if s.given_mix is None else Path(s.given_mix)
+        keep = parse_keep(s.keep_text, slots) if given_mix is not None else []
+        frames = max(1, int(round(s.duration * codec.frame_rate)))
+        window, context = window_frames(model, codec, s.window, s.context)
+        separator = None
+        if given_mix is not None:
+            separator = s.separator
+            if isinstance(separator, str):
+                from ..separate import load_separator
+                separator = load_separator(separator, s.demucs_repo, self.device)
+        conditions = read_conditions(codec, slots, frames, given=given, prompts=prompts,
+                                     given_mix=given_mix, keep=keep, separator=separator)
+        check_guidance(model, conditions, s.cfg)
+        from ..model import SamplingConfig
+        return Plan(s, loaded, slots.names, torch.tensor(ids), frames, window, context,
+                    conditions, SamplingConfig(s.temperature, s.top_k, s.top_p))
+
+    def _frames(self, plan: Plan, seeds: list[int],
+                progress: bool) -> Iterator[torch.Tensor]:
+        """Codes [B, K, Q] of each frame as the sampler finishes it, one row per seed."""
+        from ..model.sampling import sample_frames
+        model = plan.loaded.model
+        B = len(seeds)
+        generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
+        c = plan.conditions
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=plan.frames + model.config.num_codebooks - 1, unit="step",
+                       desc="generate", file=sys.stderr, dynamic_ncols=True)
+        try:
+            for frame in sample_frames(
+                    model, plan.instrument[None].expand(B, -1), plan.frames, plan.sampling,
+                    c.codes[None].expand(B, -1, -1, -1), c.known[None].expand(B, -1, -1),
+                    generators, cfg_scale=plan.settings.cfg, window=plan.window,
+                    context=plan.context):
+                if bar is not None:
+                    bar.update(1)
+                if frame is not None:
+                    yield frame
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _decode(self, plan: Plan, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, Q, T] -> audio [B, K, channels, samples] on the CPU."""
+        codec = plan.loaded.codec
+        B, K = codes.shape[:2]
+        return codec.decode(codes.flatten(0, 1)).cpu().view(B, K, codec.channels, -1)
+
+    def _outputs(self, plan: Plan, seeds: list[int], codes: torch.Tensor, waves: torch.Tensor,
+                 timing: dict[str, float]) -> list[GenerationOutput]:
+        loaded, codec = plan.loaded, plan.loaded.codec
+        meta = {"arguments": plan.settings.arguments(), "slots": list(plan.names),
+                "checkpoint": loaded.checkpoint, "checkpoint_sha256": loaded.sha256,
+                "codec": codec.codec_id, "frames": plan.frames, "frame_rate": codec.frame_rate,
+                "window": plan.window, "context": plan.context,
+                "conditions": plan.conditions.sources, "mode": loaded.model.config.mode,
+                "device": str(self.device)}
+        return [GenerationOutput.from_decoded(
+                    {slot: waves[b, k] for k, slot in enumerate(plan.names)}, codec.sample_rate,
+                    {**meta, "seed": seed}, codes[b].cpu(), mixed=plan.mixed, timing=timing)
+                for b, seed in enumerate(seeds)]
+
+
+def window_frames(model: MultiStreamTransformer, codec: Codec, window: float | None,
+                  context: float | None) -> tuple[int, int | None]:
+    """(window, context) in frames: the model's training window unless `window` says."""
+    cfg = model.config
+    largest = cfg.max_frames - cfg.num_codebooks
+    trained = (model.training_info or {}).get("window")
+    frames = int(round(window * codec.frame_rate)) if window else (trained or largest)
+    if frames > largest:
+        raise UserError(f"--window {window:g}: this model holds at most "
+                        f"{largest / codec.frame_rate:.0f} s")
+    kept = None if context is None else int(round(context * codec.frame_rate))
+    if kept is not None and kept >= frames:
+        raise UserError(f"--context {context:g}: must be shorter than the window "
+                        f"({frames / codec.frame_rate:g} s)")
+    return max(frames, 2), kept
+
+
+def check_guidance(model: MultiStreamTransformer, conditions: Conditions, scale: float) -> None:
+    if scale == 1.0:
+        return
+    if not conditions.given_slots:
+        raise UserError("--cfg guides the generated slots towards given stems; add --given or "
+                        "--given-mix (a stem given for the whole duration)")
+    if (model.training_info or {}).get("slot_dropout") is False:
+        raise UserError("--cfg needs a model trained with slot dropout (data.p_all_slots < 1); "
+                        "this checkpoint was not")
+

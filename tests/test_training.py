@@ -1,0 +1,117 @@
+"""stemcodec.training: the plumbing both trainers share (their loops are tested end to end in
+test_train.py and test_train_codec.py)."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from stemcodec.config import to_dict
+from stemcodec.errors import UserError
+from stemcodec.training.config import CodecTrainConfig, TrainConfig
+from stemcodec.training.ema import EMA
+from stemcodec.training.run import check_resume, latest_checkpoint, rotate
+from stemcodec.training.samplers import ShuffledBatches, StepBatches
+from stemcodec.training.schedule import learning_rate
+
+
+def take(sampler, n):
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_batches_resumed_at_a_step_are_the_batches_of_that_step():
+    for make in (lambda start, rank=0, world=1: StepBatches(3, start, rank, world),
+                 lambda start, rank=0, world=1: ShuffledBatches(7, 3, 5, start, rank, world)):
+        assert take(make(0), 6)[4:] == take(make(4), 2)
+        # two processes split each global batch without overlap
+        r0, r1 = take(make(0, 0, 2), 4), take(make(0, 1, 2), 4)
+        assert all(not set(a) & set(b) for a, b in zip(r0, r1))
+
+
+def test_shuffled_batches_visit_every_item_once_per_epoch():
+    items = [item for batch in take(ShuffledBatches(6, 2, seed=1), 6) for item in batch]
+    assert sorted(i for e, i in items if e == 0) == list(range(6))
+    assert sorted(i for e, i in items if e == 1) == list(range(6))
+    assert items[:6] != [(0, i) for i in range(6)]  # shuffled
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    lr = [learning_rate(s, 1.0, warmup_steps=4, min_lr_ratio=0.1, steps=20) for s in range(25)]
+    assert lr[:4] == [0.25, 0.5, 0.75, 1.0] and lr[4] == 1.0
+    assert all(a >= b for a, b in zip(lr[4:], lr[5:]))
+    assert lr[20] == pytest.approx(0.1) and lr[24] == pytest.approx(0.1)
+
+
+def finished(folder, step):
+    path = folder / "checkpoints" / f"step_{step:07d}"
+    path.mkdir(parents=True)
+    (path / "progress.json").write_text(json.dumps({"step": step}))
+    return path
+
+
+def test_latest_checkpoint_is_the_newest_complete_one_and_rotation_keeps_it(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for step in (2, 4, 6):
+        finished(tmp_path, step)
+    (tmp_path / "checkpoints" / "step_0000008").mkdir()  # no progress.json: unfinished
+    (tmp_path / "checkpoints" / ".tmp_step_0000010").mkdir()
+    assert latest_checkpoint(tmp_path).name == "step_0000006"
+    rotate(tmp_path / "checkpoints", 0)  # never deletes the newest
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == ["step_0000008"]
+
+
+def test_resume_check_names_the_first_changed_key(tmp_path):
+    cfg = CodecTrainConfig(freeze=["encoder", "quantizer"])
+    saved = to_dict(cfg)
+    saved["model"]["n_q"] = 8
+    (tmp_path / "train_config.json").write_text(json.dumps(saved))
+    check_resume(tmp_path, cfg, ["model"])  # no checkpoint yet: a fresh start, nothing to check
+    finished(tmp_path, 1)
+    with pytest.raises(UserError, match=r"was trained with model.n_q=8, not 4; keep it or"):
+        check_resume(tmp_path, cfg, ["model"])
+    check_resume(tmp_path, cfg, ["losses", "freeze"])
+    check_resume(tmp_path, CodecTrainConfig(freeze=["quantizer", "encoder"]), ["freeze"],
+                 unordered=["freeze"])
+    with pytest.raises(UserError, match=r"freeze=\['encoder', 'quantizer'\], not \[\]"):
+        check_resume(tmp_path, CodecTrainConfig(), ["freeze"], unordered=["freeze"])
+
+
+def test_resume_check_covers_the_generator_config(tmp_path):
+    cfg = TrainConfig()
+    (tmp_path / "train_config.json").write_text(json.dumps(to_dict(cfg)))
+    finished(tmp_path, 1)
+    check_resume(tmp_path, cfg, ["model"])
+    cfg.model.dim = 128
+    with pytest.raises(UserError, match="model.dim=256, not 128"):
+        check_resume(tmp_path, cfg, ["model"])
+
+
+@pytest.mark.filterwarnings("ignore:.*meta parameter")
+def test_ema_restored_on_the_cpu_keeps_to_the_device_of_the_weights():
+    """accelerate restores registered state on the CPU; the average must stay beside the
+    weights (on CUDA when there is one; elsewhere "meta" stands for a device that is not
+    the CPU), or its next update fails."""
+    device = "cuda" if torch.cuda.is_available() else "meta"
+    saved = EMA(nn.Linear(3, 2), 0.9).state_dict()  # as torch.load(map_location="cpu") gives it
+    model = nn.Linear(3, 2, device=device)
+    ema = EMA(model, 0.9)
+    ema.load_state_dict(saved)
+    ema.update_parameters(model)
+    assert all(p.device.type == device for p in ema.parameters())
+
+
+def test_ema_averages_and_reads_the_older_checkpoint_format():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    ema = EMA(model, 0.5)
+    ema.update_parameters(model)  # the first update copies the weights
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module.weight, start + 0.5)
+    older = EMA(nn.Linear(3, 2), 0.5)  # the hand-written EMA saved the bare averaged weights
+    older.load_state_dict({k: v.clone() for k, v in ema.module.state_dict().items()})
+    assert torch.equal(older.module.weight, ema.module.weight) and older.n_averaged == 1
