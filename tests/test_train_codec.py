@@ -10,7 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemcodec.codec.codebooks import codebook_perplexity, init_codebooks, replace_dead_codes
+from stemcodec.codec.codebooks import (
+    codebook_perplexity,
+    codebooks,
+    init_codebooks,
+    replace_dead_codes,
+    sync_codebooks,
+)
 from stemcodec.codec.mini import CodecModule
 from stemcodec.training.codec_data import SegmentDataset, piece_key, scan_corpora, split_stems
 from train_scripts import ROOT, ok, one_line_error, run_script
@@ -127,6 +133,35 @@ def test_codebooks_are_used_and_dead_codes_come_back():
     assert replace_dead_codes(module.codec, emb, 0.1) >= 10
     assert codebook_perplexity(module.codec)[0] > 16
     assert book.embed.norm(dim=1).max() < 100  # no code sent off to infinity
+
+
+def test_codebook_statistics_of_every_process_shape_the_codebooks():
+    """Under DDP each rank's EMA step sees its own batch; after sync_codebooks both ranks hold
+    the same codebooks, made from the average of their statistics (not rank 0's alone), and
+    dead codes drawn with one seeded generator from the gathered encodings agree too."""
+    from stemcodec.codec import DEBUG_CONFIG, build_encodec
+    torch.manual_seed(0)
+    first = CodecModule(build_encodec({**DEBUG_CONFIG, "bins": 64})).train()
+    init_codebooks(first.codec, torch.randn(4, 1, 3200) * 0.1, iters=5)
+    second = CodecModule(build_encodec({**DEBUG_CONFIG, "bins": 64})).train()
+    second.load_state_dict(first.state_dict())  # the same start on both ranks
+    batches = [torch.randn(4, 1, 3200) * 0.1, torch.sin(torch.arange(3200) / 7.0).expand(4, 1, -1)]
+    emb = [first(batches[0])[2], second(batches[1])[2]]  # one EMA step on each rank's batch
+    stats = [[t.clone() for b in codebooks(m.codec) for t in (b.cluster_size, b.embed_avg)]
+             for m in (first, second)]
+    assert not torch.allclose(stats[0][0], stats[1][0])  # the ranks saw different data
+    for rank, module in enumerate((first, second)):
+        other = iter(stats[1 - rank])
+        sync_codebooks(module.codec, lambda t, other=other: (t + next(other)) / 2)
+    for a, b, sa, sb in zip(codebooks(first.codec), codebooks(second.codec), stats[0][0::2],
+                            stats[1][0::2]):
+        assert torch.allclose(a.cluster_size, (sa + sb) / 2)
+        assert torch.equal(a.embed, b.embed) and torch.equal(a.cluster_size, b.cluster_size)
+    gathered = torch.cat(emb)
+    for module in (first, second):
+        codebooks(module.codec)[0].cluster_size[:5] = 0.0
+        replace_dead_codes(module.codec, gathered, 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(codebooks(first.codec)[0].embed, codebooks(second.codec)[0].embed)
 
 
 def test_segments_are_deterministic_and_skip_silence(corpus):

@@ -103,7 +103,9 @@ def load_init(codec: nn.Module, cfg: CodecTrainConfig) -> None:
                         "model.safetensors), e.g. stemcodec/assets/codec-mini or runs/codec-mini")
     state, saved = load_pretrained(folder)
     saved = {**DECODER_DEFAULTS, **saved}  # codecs saved before the iSTFT decoder: SEANet
-    keys = CONFIG_KEYS if "decoder" not in cfg.init_parts else (*CONFIG_KEYS, *DECODER_DEFAULTS)
+    # a decoder_noise gate starts closed: a decoder without one may start a decoder with one
+    keys = CONFIG_KEYS if "decoder" not in cfg.init_parts else \
+        (*CONFIG_KEYS, *(k for k in DECODER_DEFAULTS if k != "decoder_noise"))
     for key in keys:
         if saved.get(key) != cfg.model.get(key):
             raise UserError(f"init_from={folder} has model.{key}={saved.get(key)!r}, this "

@@ -16,6 +16,13 @@ Phase reference (`phase: reference`): the predicted phase of bin k at frame t is
 prediction is then a steady tone, not a click at every frame (an untrained absolute-phase
 head makes a comb at the frame rate: every frame the same waveform); t counts frames from
 `offset`, which chunked decoding passes, so chunks agree with one pass.
+
+Noise gate (`noise=True`): a regression-trained head predicts smooth phases, so noise-like
+content (a bow, breath, a cymbal, reverb) comes out with the same phases frame after frame,
+a comb at the frame rate's multiples (75 Hz). A per-bin gate g in (0, 1) adds g x a fixed
+pseudo-random phase (a table of 4096 frames x bins, indexed by the absolute frame) to the
+predicted one: tonal bins keep g near 0, noisy bins take random phases. The table is the
+same at every call, so decoding stays deterministic and chunks still agree.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class ConvNeXtBlock(nn.Module):
 
 
 class ISTFTDecoder(nn.Module):
+    NOISE_FRAMES = 4096  # period of the noise-phase table: 55 s at 75 frames/s
     """Encodings [B, D, T] -> audio [B, 1, T * hop].
 
     Args:
@@ -60,7 +68,7 @@ class ISTFTDecoder(nn.Module):
 
     def __init__(self, dimension: int, hop: int, n_fft: int | None = None, dim: int = 256,
                  layers: int = 8, kernel: int = 7, mlp_ratio: float = 3.0,
-                 phase: str = "absolute"):
+                 phase: str = "absolute", noise: bool = False):
         super().__init__()
         self.hop = int(hop)
         self.n_fft = int(n_fft or 4 * hop)
@@ -78,6 +86,14 @@ class ISTFTDecoder(nn.Module):
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, self.n_fft + 2)  # log magnitude and phase of n_fft/2+1 bins
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        bins = self.n_fft // 2 + 1
+        self.gate = None
+        if noise:  # closed at first (g ~ 0.05): a decoder without the gate is the same function
+            self.gate = nn.Linear(dim, bins)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, -3.0)
+            table = torch.rand(bins, self.NOISE_FRAMES, generator=torch.Generator().manual_seed(0))
+            self.register_buffer("noise_phase", (2 * table - 1) * math.pi, persistent=False)
         self.pad = (self.n_fft - self.hop) // 2  # "same" padding: T frames -> T * hop samples
         self.lookahead_frames = math.ceil(self.pad / self.hop)
         self.receptive_frames = (kernel - 1) * (layers + 1)  # past frames a frame depends on
@@ -89,8 +105,8 @@ class ISTFTDecoder(nn.Module):
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        x = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, n_fft+2, T]
-        log_magnitude, phase = x.chunk(2, dim=1)
+        h = self.final_norm(x.transpose(1, 2))  # [B, T, dim]
+        log_magnitude, phase = self.head(h).transpose(1, 2).chunk(2, dim=1)  # [B, F, T] each
         magnitude = log_magnitude.clamp(max=10.0).exp()  # bounded: no overflow early in training
         if self.phase == "reference":
             bins = torch.arange(phase.shape[1], device=phase.device, dtype=torch.float64)
@@ -100,6 +116,10 @@ class ISTFTDecoder(nn.Module):
             steady = torch.remainder(2 * math.pi * self.hop / self.n_fft * bins[:, None]
                                      * frames[None], 2 * math.pi)
             phase = phase + steady.to(phase.dtype)
+        if self.gate is not None:
+            frames = torch.arange(offset, offset + phase.shape[2], device=phase.device)
+            noise = self.noise_phase[:, frames % self.NOISE_FRAMES]  # [F, T]
+            phase = phase + torch.sigmoid(self.gate(h)).transpose(1, 2) * noise
         return torch.polar(magnitude, phase)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:

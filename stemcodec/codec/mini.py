@@ -34,10 +34,11 @@ CONFIG_KEYS = ("sample_rate", "channels", "n_filters", "ratios", "dimension", "l
                "norm", "n_q", "bins", "target_bandwidths")
 # decoder: seanet (EnCodec's, transposed convolutions) or istft (ConvNeXt + inverse STFT);
 # the decoder_* keys and n_fft size the istft decoder (n_fft null: 4 x hop); decoder_phase:
-# absolute (Vocos) or reference (added to a steady tone's phase advance, see istft.py)
+# absolute (Vocos) or reference (added to a steady tone's phase advance, see istft.py);
+# decoder_noise: a gated pseudo-random phase for noise-like bins (istft.py)
 DECODER_DEFAULTS: dict[str, Any] = {"decoder": "seanet", "decoder_dim": 256, "decoder_layers": 8,
                                     "decoder_kernel": 7, "n_fft": None,
-                                    "decoder_phase": "absolute"}
+                                    "decoder_phase": "absolute", "decoder_noise": False}
 DECODERS = ("seanet", "istft")
 
 # The mini layout: 24 kHz mono, hop 320 (75 frames/s), 4 codebooks of 1024 = 3 kbps, SEANet
@@ -75,7 +76,7 @@ def build_codec(cfg: dict[str, Any]) -> EncodecModel:
             raise CodecError("codec config: the istft decoder is mono; use channels 1")
         decoder = ISTFTDecoder(cfg["dimension"], math.prod(cfg["ratios"]), cfg["n_fft"],
                                cfg["decoder_dim"], cfg["decoder_layers"], cfg["decoder_kernel"],
-                               phase=cfg["decoder_phase"])
+                               phase=cfg["decoder_phase"], noise=cfg["decoder_noise"])
     else:
         decoder = SEANetDecoder(**common)
     quantizer = ResidualVectorQuantizer(dimension=cfg["dimension"], n_q=cfg["n_q"],

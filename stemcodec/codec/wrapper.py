@@ -73,7 +73,8 @@ class Codec:
         decoder_causal = any(getattr(m, "causal", False) for m in model.decoder.modules())
         self.decode_lookahead = (int(lookahead) if lookahead is not None
                                  else 0 if decoder_causal else self.context_frames)
-        self.decoder_offset = getattr(model.decoder, "phase", None) == "reference"
+        self.decoder_offset = (getattr(model.decoder, "phase", None) == "reference"
+                               or getattr(model.decoder, "gate", None) is not None)
         self.unit_rms = unit_rms
 
     def makes(self, codec_id: str | None) -> bool:
