@@ -117,6 +117,23 @@ def test_mistakes_are_the_clis_one_line_errors(generator, options, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_save_replaces_an_earlier_generation_but_no_other_files(generator, tmp_path):
+    out = generator.generate(slots="drums,bass", duration=0.5, seed=0)
+    out.save(tmp_path / "run")
+    out.save(tmp_path / "run")  # a generation again: replaced
+    assert (tmp_path / "run" / "meta.json").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="holds files that are not a generation"):
+        out.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_context_shorter_than_a_frame_is_one_line(generator):
+    with pytest.raises(UserError, match="--context 0.005: must hold at least one frame"):
+        generator.generate(slots="drums,bass", duration=1.0, seed=0, context=0.005)
+
+
 def test_from_pretrained_takes_a_training_checkpoint_or_names_what_is_missing(tmp_path):
     step = tmp_path / "run" / "checkpoints" / "step_0000010"
     tiny_checkpoint(step / "model")  # what train/train.py keeps beside the accelerate state

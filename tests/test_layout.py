@@ -125,3 +125,16 @@ def test_a_corpus_without_pieces_is_one_line(tmp_path, case, expected):
     with pytest.raises(UserError, match=expected) as err:
         find_pieces([folder])
     assert "\n" not in str(err.value) and str(folder) in str(err.value)
+
+
+def test_songs_named_by_their_folder_do_not_share_one_key():
+    """Separated songs stored as `<title>/mix.wav` and solo recordings as `<piece>/piano.wav`
+    are told apart by their folder, so a cache of them still gets a validation side."""
+    from stemcodec.corpus.layout import song_id
+    titles = [f"title {i}" for i in range(40)]
+    for name in ("mix.wav", "piano.wav", "Mixture.flac"):
+        ids = [song_id(Path(t) / name) for t in titles]
+        assert len({piece_key(i) for i in ids}) == 40
+        split = split_songs(ids, 0.1)
+        assert split["valid"] and split["train"]
+    assert piece_key(song_id(Path("album/track.mp3"))) == "track"

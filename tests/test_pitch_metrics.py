@@ -79,3 +79,9 @@ def test_chroma_and_cqt_distance_rank_a_transposed_copy_below_a_noisy_copy():
     assert chroma_correlation(music, transposed, RATE) < 0.5
     assert cqt_distance(music, music, RATE) == 0.0
     assert cqt_distance(music, noisy, RATE) < cqt_distance(music, transposed, RATE)
+
+
+def test_buzz_rates_are_the_seanet_decoders_upsampling_rates():
+    from stemcodec.codec import load_codec
+    from stemcodec.evaluation.codec_quality import decoder_rates
+    assert decoder_rates(load_codec("debug")) == [75.0, 600.0, 3000.0]

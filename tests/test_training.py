@@ -88,6 +88,26 @@ def test_resume_check_covers_the_generator_config(tmp_path):
         check_resume(tmp_path, cfg, ["model"])
 
 
+def test_resume_check_sees_what_the_checkpoint_holds_and_fills_new_settings(tmp_path):
+    """Switching the EMA on (it would add state to the checkpoint) is one line, and a
+    setting added after a run started (decoder_phase) takes the value the run had."""
+    cfg = TrainConfig()
+    (tmp_path / "train_config.json").write_text(json.dumps(to_dict(cfg)))
+    finished(tmp_path, 1)
+    ema = {"an EMA": lambda c: (c.get("ema_decay") or 0) > 0}
+    check_resume(tmp_path, cfg, ["model"], derived=ema)
+    cfg.ema_decay = 0.999
+    with pytest.raises(UserError, match="was trained with an EMA False, now True"):
+        check_resume(tmp_path, cfg, ["model"], derived=ema)
+    codec = CodecTrainConfig()
+    saved = to_dict(codec)
+    del saved["model"]["decoder_phase"]
+    (tmp_path / "train_config.json").write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="model.decoder_phase=None, not 'absolute'"):
+        check_resume(tmp_path, codec, ["model"])
+    check_resume(tmp_path, codec, ["model"], defaults={"model.decoder_phase": "absolute"})
+
+
 @pytest.mark.filterwarnings("ignore:.*meta parameter")
 def test_ema_restored_on_the_cpu_keeps_to_the_device_of_the_weights():
     """accelerate restores registered state on the CPU; the average must stay beside the

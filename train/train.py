@@ -131,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.model.cardinality = int(cache.codec["cardinality"])
     if cfg.model.mode == "stems":
         cfg.model.max_slots = max(cfg.model.max_slots, len(cache.slots))
-    run.check_resume(out, cfg, ["model"])  # the weights in the checkpoint fit this model only
+    # the weights in the checkpoint fit this model only; an EMA is saved with it or not
+    run.check_resume(out, cfg, ["model"],
+                     derived={"an EMA (ema_decay > 0)": lambda c: (c.get("ema_decay") or 0) > 0})
 
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, log_with="tensorboard",
                               project_dir=str(out / "logs"))

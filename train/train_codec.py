@@ -47,6 +47,7 @@ from stemcodec.codec.losses import (
 )
 from stemcodec.codec.mini import CodecModule, preserving_init
 from stemcodec.errors import UserError, cli
+from stemcodec.metrics.pitch import tone_test
 from stemcodec.metrics.quality import mel_distance, mrstft_distance, si_sdr
 from stemcodec.training import run
 from stemcodec.training.codec_data import (
@@ -68,7 +69,8 @@ logger = logging.getLogger("train_codec")
 def evaluate(module: CodecModule, segments: torch.Tensor, mel: MultiScaleMel, batch_size: int,
              rate: int) -> dict[str, float]:
     """Reconstruction of held-out segments with all codebooks: the training mel loss and the
-    eval metrics (mel distance, multi-resolution STFT distance, SI-SDR), averaged."""
+    eval metrics (mel distance, multi-resolution STFT distance, SI-SDR), averaged; and the
+    share of the 20 test tones that come back at their pitch (what mel distance misses)."""
     module.eval()
     device = next(module.parameters()).device
     sums = {"valid/mel_loss": 0.0, "valid/mel_distance": 0.0, "valid/mrstft": 0.0,
@@ -81,8 +83,11 @@ def evaluate(module: CodecModule, segments: torch.Tensor, mel: MultiScaleMel, ba
             sums["valid/mel_distance"] += mel_distance(ref, est, rate)
             sums["valid/mrstft"] += mrstft_distance(ref, est)
             sums["valid/si_sdr"] += si_sdr(ref, est)
+    out = {k: v / segments.shape[0] for k, v in sums.items()}
+    tones = tone_test(lambda w: module(w[None].to(device))[0][0].cpu(), rate)
+    out["valid/tones_at_pitch"] = tones["at_pitch"]
     module.train()
-    return {k: v / segments.shape[0] for k, v in sums.items()}
+    return out
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -132,8 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_codec_config(cfg)
     out = Path(cfg.out)
     # a run folder resumes only with the architecture (and discriminator) it was started with
-    run.check_resume(out, cfg, ["model", "freeze", "losses.adversarial"], unordered=["freeze"],
-                     defaults={f"model.{k}": v for k, v in DECODER_DEFAULTS.items()})
+    run.check_resume(
+        out, cfg, ["model", "freeze", "losses.adversarial"], unordered=["freeze"],
+        defaults={f"model.{k}": v for k, v in DECODER_DEFAULTS.items()},
+        # the discriminator's size and the balanced losses are in an adversarial checkpoint
+        derived={"the adversarial set-up (disc_filters, balanced losses)": lambda c: (
+            c.get("losses.disc_filters"), *(k for k in ("l1", "mel", "stft", "adv", "feat")
+                                            if (c.get(f"losses.{k}") or 0) > 0))
+            if c.get("losses.adversarial") else None})
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file save lines
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -211,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for x in loader:
             x = x.to(accelerator.device)  # [B, 1, S]
-            if progress.step == 0 and resume is None and not cfg.init_from:
+            # k-means start, unless the codebooks came from init_from
+            if progress.step == 0 and resume is None and not (
+                    cfg.init_from and "quantizer" in cfg.init_parts):
                 init_codebooks(codec, x, cfg.quantizer.kmeans_iters, broadcast)
             lr_scale = learning_rate(progress.step, 1.0, cfg.optim.warmup_steps,
                                      cfg.optim.min_lr_ratio, cfg.steps)

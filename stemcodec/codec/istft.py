@@ -56,6 +56,7 @@ class ConvNeXtBlock(nn.Module):
 
 class ISTFTDecoder(nn.Module):
     NOISE_FRAMES = 4096  # period of the noise-phase table: 55 s at 75 frames/s
+    SILENT_BINS = 2  # the lowest bins, kept at zero (see spectrum)
     """Encodings [B, D, T] -> audio [B, 1, T * hop].
 
     Args:
@@ -108,6 +109,10 @@ class ISTFTDecoder(nn.Module):
         h = self.final_norm(x.transpose(1, 2))  # [B, T, dim]
         log_magnitude, phase = self.head(h).transpose(1, 2).chunk(2, dim=1)  # [B, F, T] each
         magnitude = log_magnitude.clamp(max=10.0).exp()  # bounded: no overflow early in training
+        # no DC and nothing in the next bin (18.75 Hz at 24 kHz, n_fft 1280): inaudible, yet a
+        # regression head puts energy there (an offset of a quarter of a bass note's level)
+        magnitude = torch.cat([torch.zeros_like(magnitude[:, :self.SILENT_BINS]),
+                               magnitude[:, self.SILENT_BINS:]], dim=1)
         if self.phase == "reference":
             bins = torch.arange(phase.shape[1], device=phase.device, dtype=torch.float64)
             frames = torch.arange(offset, offset + phase.shape[2], device=phase.device,

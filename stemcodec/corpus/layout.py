@@ -37,6 +37,8 @@ PREPARE_HASH = re.compile(r"-[0-9a-f]{8}$")  # prepare.song_id's suffix
 VARIANT = re.compile(r"_v\d+$")
 PART = re.compile(r"~\d+$")
 RECIPE_PREFIX = re.compile(r"^(?:" + "|".join(map(re.escape, RECIPES)) + r")_")
+# file names that say what a file holds, not which song it is: the key is then its folder's
+GENERIC = {*(n.lower() for n in DEFAULT_VOCABULARY), "mix", "mixture"}
 AUDIO_SUFFIX = re.compile("(?:" + "|".join(map(re.escape, AUDIO_EXTENSIONS)) + r")$", re.I)
 
 
@@ -91,9 +93,13 @@ def piece_key(name: str) -> str:
 
     `folk-band_essenFolksong_han1_0003_v2`, `solo-piano_essenFolksong_han1_0003~2_v0` and
     the cache id `corpora--folk-band_essenFolksong_han1_0003_v0-1a2b3c4d` all give
-    `essenFolksong_han1_0003`; a separated song `album/track.mp3` gives `track`.
+    `essenFolksong_han1_0003`; a separated song `album/track.mp3` gives `track`, and one whose
+    file is named for what it holds (`title/mix.wav`, `title/piano.wav`) gives `title`.
     """
-    last = re.split(r"/|--", name.rstrip("/"))[-1]
+    parts = re.split(r"/|--", name.rstrip("/"))
+    last = parts[-1]
+    if len(parts) > 1 and AUDIO_SUFFIX.sub("", PREPARE_HASH.sub("", last)).lower() in GENERIC:
+        last = parts[-2]  # `title/mix.wav`, `piece/piano.wav`: the folder names the song
     key = ID_UNSAFE.sub("_", PREPARE_HASH.sub("", last))
     key = PART.sub("", VARIANT.sub("", AUDIO_SUFFIX.sub("", key)))
     return RECIPE_PREFIX.sub("", key) or key or name
@@ -143,15 +149,16 @@ def folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_piece(folder: Path, names: Iterable[str] = DEFAULT_VOCABULARY) -> Piece | None:
-    """The piece in `folder`, or None when it holds no stem named by one of `names`."""
-    names = set(names)
+def read_piece(folder: Path, names: Iterable[str] | None = DEFAULT_VOCABULARY) -> Piece | None:
+    """The piece in `folder`, or None when it holds no stem named by one of `names` (None:
+    any audio file but the mix is a stem)."""
+    names = set(names) if names is not None else None
     stems: dict[str, Path] = {}
     mix = None
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not is_audio_path(path) or not path.is_file():
             continue
-        if path.stem in names:
+        if path.stem != "mix" and (names is None or path.stem in names):
             stems.setdefault(path.stem, path)
         elif path.stem == "mix" and mix is None:
             mix = path
@@ -161,10 +168,10 @@ def read_piece(folder: Path, names: Iterable[str] = DEFAULT_VOCABULARY) -> Piece
 
 
 def find_pieces(corpora: Sequence[str | os.PathLike],
-                names: Iterable[str] = DEFAULT_VOCABULARY) -> list[Piece]:
+                names: Iterable[str] | None = DEFAULT_VOCABULARY) -> list[Piece]:
     """Every piece under the corpus folders: corpus by corpus in the order given, pieces
     sorted by folder. A missing folder, or one without any piece, is a one-line UserError."""
-    names = tuple(names)
+    names = tuple(names) if names is not None else None
     pieces: list[Piece] = []
     for corpus in corpora:
         root = Path(corpus)
@@ -174,7 +181,8 @@ def find_pieces(corpora: Sequence[str | os.PathLike],
         found = [p for f in folders(root) if (p := read_piece(f, names)) is not None]
         if not found:
             raise UserError(f"no .wav stems under {root} (expected <piece>/<slot>.wav, slot one "
-                            f"of {', '.join(names)}, as `python -m stemcodec.render` writes)")
+                            f"of {', '.join(names or ['any'])}, as `python -m stemcodec.render` "
+                            "writes)")
         pieces += found
     return pieces
 

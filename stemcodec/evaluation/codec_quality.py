@@ -39,7 +39,9 @@ def decoder_rates(codec: Codec) -> list[float]:
     """The frame rate and the rates after each transposed-convolution stage of a SEANet
     decoder of this hop (75, 600, 3000 Hz for ratios 8, 5, 4, 2 at 75 frames/s): where a
     decoder's buzz sits. The same rates are measured for every codec, Opus included."""
-    ratios = list(getattr(codec.model.encoder, "ratios", [codec.hop_length]))
+    # SEANetEncoder keeps its ratios reversed; a SEANet decoder (and the config) in play order
+    ratios = list(getattr(codec.model.decoder, "ratios", None)
+                  or reversed(getattr(codec.model.encoder, "ratios", [codec.hop_length])))
     rates, rate = [codec.frame_rate], codec.frame_rate
     for r in ratios[:-1]:
         rate *= r

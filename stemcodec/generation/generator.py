@@ -327,6 +327,9 @@ def window_frames(model: MultiStreamTransformer, codec: Codec, window: float | N
         raise UserError(f"--window {window:g}: this model holds at most "
                         f"{largest / codec.frame_rate:.0f} s")
     kept = None if context is None else int(round(context * codec.frame_rate))
+    if kept is not None and kept < 1:
+        raise UserError(f"--context {context:g}: must hold at least one frame "
+                        f"({1 / codec.frame_rate:.3f} s)")
     if kept is not None and kept >= frames:
         raise UserError(f"--context {context:g}: must be shorter than the window "
                         f"({frames / codec.frame_rate:g} s)")

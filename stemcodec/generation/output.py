@@ -12,6 +12,7 @@ import torch
 
 from ..audio import balance, mix
 from ..audio import save_audio as _save_audio
+from ..errors import UserError
 
 
 @dataclass
@@ -68,6 +69,10 @@ class GenerationOutput:
         Returns the folder."""
         from ..plots import stems_picture
         folder = Path(folder)
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / "meta.json").is_file():
+            # only an earlier generation (it has meta.json) is replaced, never other files
+            raise UserError(f"{folder} exists and holds files that are not a generation; "
+                            "give another output folder")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

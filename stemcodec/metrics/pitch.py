@@ -45,17 +45,20 @@ def tone_signal(kind: str, frequency: float, seconds: float = 2.0, rate: int = 2
     return (amplitude * wav / wav.abs().max()).float()[None]
 
 
-def tone_peak(wav: torch.Tensor, rate: int, skip_seconds: float = 0.25) -> float:
-    """Frequency (Hz) of the strongest peak of the magnitude spectrum, onset and end left out
-    (`skip_seconds` each side), Hann window, zero-padded to 2^18 points (0.09 Hz at 24 kHz),
-    the peak refined by parabolic interpolation of the log magnitude."""
+def tone_peak(wav: torch.Tensor, rate: int, skip_seconds: float = 0.25,
+              lowest: float = 20.0) -> float:
+    """Frequency (Hz) of the strongest peak of the magnitude spectrum above `lowest` (what is
+    below is not heard as a pitch), onset and end left out (`skip_seconds` each side), Hann
+    window, zero-padded to 2^18 points (0.09 Hz at 24 kHz), the peak refined by parabolic
+    interpolation of the log magnitude."""
     x = mono(wav).double()
     skip = int(skip_seconds * rate)
     if x.shape[-1] > 4 * skip:
         x = x[skip:-skip]
+    x = x - x.mean()
     n = max(1 << 18, 1 << math.ceil(math.log2(x.shape[-1])))
     spec = torch.fft.rfft(x * torch.hann_window(x.shape[-1], dtype=torch.float64), n=n).abs()
-    spec[0] = 0.0  # DC is not a pitch
+    spec[: int(lowest * n / rate) + 1] = 0.0
     k = int(spec.argmax())
     if 0 < k < spec.shape[0] - 1:
         a, b, c = (spec[k - 1: k + 2] + 1e-20).log().tolist()

@@ -46,7 +46,7 @@ def scan_corpora(folders: Sequence[str], include_mix: bool, min_samples: int,
     stems, short = [], 0
     for folder in folders:
         try:
-            pieces = find_pieces([folder])
+            pieces = find_pieces([folder], names=None)  # any stem name: all audio trains a codec
         except UserError as exc:
             raise UserError(f"data.corpora: {exc}") from None
         paths = sorted((path, piece.name) for piece in pieces

@@ -80,12 +80,15 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resume(out: Path, cfg: Any, keys: Sequence[str], unordered: Sequence[str] = (),
-                 defaults: dict[str, Any] | None = None) -> None:
+                 defaults: dict[str, Any] | None = None,
+                 derived: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> None:
     """A run folder with a checkpoint resumes only with the settings it was started with, for
     the dotted `keys` (a section stands for every key in it): else a one-line UserError
     naming the first that differs, before anything in the folder is touched. `unordered`:
     list settings whose order means nothing (freeze). `defaults`: dotted settings added
-    since older runs were started, and the value those runs had without them."""
+    since older runs were started, and the value those runs had without them. `derived`:
+    properties of the (flattened) config that decide what a checkpoint holds, e.g. whether an
+    EMA is saved, named for the error line."""
     saved = out / TRAIN_CONFIG
     if not saved.is_file() or latest_checkpoint(out) is None:
         return
@@ -99,6 +102,10 @@ def check_resume(out: Path, cfg: Any, keys: Sequence[str], unordered: Sequence[s
             if a != b:
                 raise UserError(f"{out} was trained with {name}={old.get(name)!r}, not "
                                 f"{new.get(name)!r}; keep it or use another out folder")
+    for name, of in (derived or {}).items():
+        if of(old) != of(new):
+            raise UserError(f"{out} was trained with {name} {of(old)}, now {of(new)}: its "
+                            "checkpoint holds other state; keep it or use another out folder")
 
 
 def restore(accelerator: Accelerator, checkpoint: Path | None, progress: Progress) -> None:
