@@ -111,6 +111,18 @@ def test_output_loads_with_load_codec_and_round_trips(corpus, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_stage_stopped_by_stop_after_is_not_trained_further_by_a_rerun(corpus, tmp_path):
+    """scripts/train_bundled.sh runs its codec stages with stop_after; rerunning the script
+    after an interruption must not add a step to a stage that already stopped."""
+    out = tmp_path / "run"
+    args = ["steps=6", "save_every=2", "eval_every=100", "stop_after=2"]
+    assert ok(train(corpus, out, *args))
+    again = train(corpus, out, *args)
+    assert ok(again) and "already trained for 2 steps" in again.stdout + again.stderr
+    assert max(r["step"] for r in log(out)) == 2
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(corpus, tmp_path):
     out = tmp_path / "run"
     assert ok(train(corpus, out, "steps=6", "save_every=2", "eval_every=100", "stop_after=2"))

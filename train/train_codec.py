@@ -189,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator.register_for_checkpointing(progress)
 
     run.restore(accelerator, resume, progress)
-    if progress.step >= cfg.steps:
-        accelerator.print(f"{out} already trained for {progress.step} steps (steps={cfg.steps})")
+    # a rerun of a finished run (or of one stopped by stop_after) trains no further step
+    if progress.step >= (cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)):
+        accelerator.print(f"{out} already trained for {progress.step} steps (steps={cfg.steps}"
+                          + (f", stop_after={cfg.stop_after}" if cfg.stop_after else "") + ")")
         return 0
     run.begin(accelerator, out, cfg, "train_codec")
 
