@@ -7,7 +7,6 @@ Files go through soundfile only (see STYLE.md: torchaudio.load needs FFmpeg/torc
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import torchaudio.functional as AF
 
 from .errors import AudioError
+from .files import temporary_beside
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 SILENCE_DB = -60.0
@@ -49,7 +49,8 @@ def load_audio(
     if not os.access(path, os.R_OK):
         raise AudioError("permission denied")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        # bytes: a name that is not UTF-8 reaches libsndfile as the bytes it has on disk
+        data, rate = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except PermissionError:
         raise AudioError("permission denied") from None
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
@@ -107,7 +108,7 @@ def _short(exc: Exception) -> str:
 def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
     """(sample_rate, channels, seconds) of a file without decoding it; AudioError if unreadable."""
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"not readable as audio ({_short(exc)})") from None
     return int(info.samplerate), int(info.channels), float(info.duration)
@@ -205,7 +206,7 @@ def save_audio(
         raise AudioError(f"cannot write '{path.suffix}' files; use .wav, .flac, .ogg or .mp3")
     if subtype is None and fmt == "WAV":
         subtype = "FLOAT"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path, suffix=f"{path.suffix}.tmp")
     os.close(fd)
     try:
         sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
+from .files import temporary_beside
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -38,7 +38,7 @@ def save_pretrained(directory: str | os.PathLike, state_dict: dict[str, torch.Te
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".tmp", dir=directory)
+    fd, tmp = temporary_beside(directory / WEIGHTS)
     os.close(fd)
     try:
         save_file(tensors, tmp)
@@ -46,7 +46,7 @@ def save_pretrained(directory: str | os.PathLike, state_dict: dict[str, torch.Te
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fd, tmp = tempfile.mkstemp(prefix=f".{CONFIG}.", suffix=".tmp", dir=directory)
+    fd, tmp = temporary_beside(directory / CONFIG)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, directory / CONFIG)

@@ -196,3 +196,26 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
 
 def _id(entries, source):
     return next(k for k, e in entries.items() if e["source"] == source)
+
+
+def test_a_name_that_is_not_utf8_is_one_song_and_files_are_readable_by_others(tmp_path,
+                                                                               write_tone):
+    """`caf\\xe9.ogg` (Latin-1 bytes, not UTF-8) stopped prepare with a traceback; now it is
+    a song like any other, and the cache's files are 0644 (the umask's), not mkstemp's 0600."""
+    import os
+    import stat
+    root = tmp_path / "songs"
+    write_tone(root / "plain.wav", 0.5)
+    os.rename(write_tone(root / "tmp.wav", 0.5), os.fsencode(root) + b"/caf\xe9.wav")
+    old = os.umask(0o022)
+    try:
+        assert main([str(root), "--out", str(tmp_path / "cache"), "--codec", "debug",
+                     "--separator", "debug"]) == 0
+    finally:
+        os.umask(old)
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert len(manifest["songs"]) == 2
+    assert any("caf" in s["source"] for s in manifest["songs"].values())
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..files import temporary_beside
 from .layout import piece_key
 
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ class SongEntry:
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -90,7 +90,7 @@ def write_codes(path: Path, codes: np.ndarray) -> None:
     """Save integer codes as .npy atomically, in the smallest dtype that holds them."""
     dtype = np.int16 if codes.size == 0 or int(codes.max()) <= np.iinfo(np.int16).max else np.int32
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.save(handle, codes.astype(dtype, copy=False), allow_pickle=False)

@@ -85,7 +85,10 @@ def song_id(rel: Path) -> str:
     (sanitised path, its last 80 characters, + a short hash of the whole path)."""
     text = rel.as_posix()
     slug = ID_UNSAFE.sub("_", text.replace("/", "--"))[-80:].lstrip(".")
-    return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    # any name the file system allows: bytes that are not UTF-8 arrive as surrogates
+    # (os.fsdecode), and hash as the bytes they were
+    raw = text.encode("utf-8", "surrogateescape")
+    return f"{slug}-{hashlib.sha1(raw).hexdigest()[:8]}"
 
 
 def piece_key(name: str) -> str:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, resample, to_channels
 from ..errors import AudioError, UserError, cli
+from ..files import speed
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
 from .cache import FORMAT_VERSION, CacheError, SongEntry, write_codes, write_json
 from .layout import folders, read_piece, song_id
@@ -412,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     took = time.perf_counter() - start
     rates = []
     if stats.separate_time > 0:
-        rates.append(f"separation {stats.separate_seconds / stats.separate_time:.1f}x real time")
+        rates.append(f"separation {speed(stats.separate_seconds, stats.separate_time)} real time")
     if stats.encode_time > 0:
-        rates.append(f"encoding {stats.encode_seconds / stats.encode_time:.1f}x real time")
+        rates.append(f"encoding {speed(stats.encode_seconds, stats.encode_time)} real time")
     print(
         f"prepared {stats.done} songs, {stats.cached} already cached, {len(stats.skipped)} skipped; "
         f"{stats.seconds:.1f} s of audio encoded in {took:.1f} s"

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from ..audio import is_silent, save_audio
 from ..errors import UserError, cli
+from ..files import speed as real_time
 from .arrangement import Arrangement, ScoreError, Track, cut, vary
 from .arrangers import arrange
 from .inputs import arrange_input, find_inputs
@@ -453,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
     took = time.perf_counter() - start
-    speed = f", {seconds / took:.0f}x real time" if written and took > 0 else ""
+    speed = f", {real_time(seconds, took)} real time" if written and took > 0 else ""
     print(f"rendered {written} pieces ({_hours(seconds)} of audio) in {took:.0f} s{speed}; "
           f"{len(jobs) - len(todo)} already there, {skipped} skipped; corpus: {args.out}")
     return 0
