@@ -1,5 +1,6 @@
-"""Codec quality on rendered stems, next to Opus as the reference codec: distances, and what a
-listener notices (the notes, their pitch, a buzz, the instrument).
+"""Codec quality on rendered stems next to Opus: distances, pitch, buzz, notes, instrument.
+
+Distances, and what a listener notices (the notes, their pitch, a buzz, the instrument).
 
     python eval/codec_quality.py data/held-out/folk-band --codec mini --max-seconds 10 --json q.json
     python eval/codec_quality.py data/corpus/folk-band --codec encodec_24khz --bandwidth 6 \
