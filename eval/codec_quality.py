@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.corpora and not args.tones_only:
         raise UserError("give rendered corpora (CORPUS/<piece>/<slot>.wav), or --tones-only")
     codec = load_codec(args.codec, args.bandwidth, args.codec_repo, args.device)
-    labels = {"codec": f"{codec.name} {codec.bandwidth:g} kbps",
+    shown = Path(codec.source).name if codec.source else codec.name  # a folder by its name
+    labels = {"codec": f"{shown} {codec.bandwidth:g} kbps",
               "opus": f"opus {args.opus_bitrate:g} kbps"}
     coding = coders(codec, args.opus_bitrate)
     tones = tone_figures(coding, codec.sample_rate)

@@ -135,3 +135,22 @@ def test_ema_averages_and_reads_the_older_checkpoint_format():
     older = EMA(nn.Linear(3, 2), 0.5)  # the hand-written EMA saved the bare averaged weights
     older.load_state_dict({k: v.clone() for k, v in ema.module.state_dict().items()})
     assert torch.equal(older.module.weight, ema.module.weight) and older.n_averaged == 1
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """Resuming from a checkpoint older than the log's end (a crash between saves) drops the
+    log lines after it, so the steps run again are not logged twice."""
+    from stemcodec.training.run import begin
+
+    class Main:  # what begin needs of an Accelerator
+        is_main_process = True
+
+        def init_trackers(self, project, config):
+            self.config = config
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 21)))
+    begin(Main(), tmp_path, TrainConfig(), "train", step=10)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 11))
+    assert (tmp_path / "train_config.json").is_file()

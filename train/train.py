@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator.print(f"{out} already trained for {progress.step} steps (steps={cfg.steps}"
                           + (f", stop_after={cfg.stop_after}" if cfg.stop_after else "") + ")")
         return 0
-    run.begin(accelerator, out, cfg, "train")
+    run.begin(accelerator, out, cfg, "train", progress.step)
 
     sampler = ShuffledBatches(len(train_set), cfg.batch_size, cfg.seed,
                               start_batch=progress.step * cfg.grad_accum,

@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accelerator.print(f"{out} already trained for {progress.step} steps (steps={cfg.steps}"
                           + (f", stop_after={cfg.stop_after}" if cfg.stop_after else "") + ")")
         return 0
-    run.begin(accelerator, out, cfg, "train_codec")
+    run.begin(accelerator, out, cfg, "train_codec", progress.step)
 
     train_set = SegmentDataset(stems["train"], length, rate, cfg.seed, cfg.data.silence_db,
                                tone_fraction=cfg.data.tone_fraction)

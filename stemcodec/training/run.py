@@ -115,12 +115,21 @@ def restore(accelerator: Accelerator, checkpoint: Path | None, progress: Progres
         logger.info("resumed from %s (step %d)", checkpoint, progress.step)
 
 
-def begin(accelerator: Accelerator, out: Path, cfg: Any, project: str) -> None:
-    """The run folder, its train_config.json and the trackers, once the run goes on."""
+def begin(accelerator: Accelerator, out: Path, cfg: Any, project: str, step: int = 0) -> None:
+    """The run folder, its train_config.json and the trackers, once the run goes on from
+    `step`: log.jsonl lines of later steps (written after the checkpoint it resumes from) go,
+    so the log holds each step once."""
     out.mkdir(parents=True, exist_ok=True)
     config = to_dict(cfg)
     if accelerator.is_main_process:
         (out / TRAIN_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        log = out / LOG
+        if log.is_file():
+            kept = [line for line in log.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= step]
+            tmp = log.with_name(f".{LOG}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, log)
     # trackers take scalars only
     accelerator.init_trackers(project, config={
         k: v if isinstance(v, (int, float, str, bool)) else str(v)
