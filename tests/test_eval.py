@@ -157,7 +157,7 @@ def test_codec_quality_averages_codec_and_opus_and_skips_bad_stems(tmp_path, wri
     # Opus keeps a tone at its pitch; the untrained debug codec does not
     assert data["opus"]["tones_at_pitch"] >= 0.9 > data["codec"]["tones_at_pitch"]
     assert data["opus"]["chroma_correlation"] > data["codec"]["chroma_correlation"]
-    assert data["original"]["identity_by_instrument"]["piano"] >= 0.0
+    assert set(data["original"]["identity_by_instrument"]) == {"piano"}  # originals scored too
     assert data["tones"]["codec"]["tones"] == 20 and "sine 440" in data["tones"]["opus"]["peaks"]
     assert data["info"]["stems"] == 2 and data["info"]["pieces"] == 2
     assert "opus 6 kbps" in result.stdout and "debug" in result.stdout

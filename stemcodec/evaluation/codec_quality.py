@@ -56,7 +56,7 @@ def scores(reference: torch.Tensor, estimate: torch.Tensor, rate: int,
             "si_sdr": si_sdr(reference, estimate),
             "chroma_correlation": chroma_correlation(reference, estimate, rate),
             "cqt_distance": cqt_distance(reference, estimate, rate),
-            "buzz_db": max(buzz_prominence(estimate, rate, [r]) for r in buzz_rates)}
+            "buzz_db": buzz_prominence(estimate, rate, buzz_rates)}
 
 
 def roundtrip(codec: Codec, wav: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,7 @@ def score_corpora(codec: Codec, coding: dict[str, Coder], corpora: Sequence[Path
         outputs = {"original": wav, **{name: fn(wav) for name, fn in coding.items()}}
         for name in ("codec", "opus"):
             totals[name].append(scores(wav, outputs[name], rate, buzz_rates))
-        original_buzz.append(max(buzz_prominence(wav, rate, [r]) for r in buzz_rates))
+        original_buzz.append(buzz_prominence(wav, rate, buzz_rates))
         instrument = path.stem
         if classifier is not None and instrument in classifier.config.classes:
             for name, out in outputs.items():

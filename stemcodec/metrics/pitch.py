@@ -3,8 +3,9 @@
     tone_test               the share of test tones that come back at their pitch (3 %)
     tone_signal, tone_peak  sines and sawtooths at fixed pitches; the strongest spectral peak of
                             the reconstruction, and whether it lies within 3 % of the pitch
-    buzz_prominence         dB by which the spectrum at multiples of a rate (a decoder's
-                            upsampling rates, e.g. 600 Hz) stands over its neighbourhood
+    buzz_prominence         the largest over rates (a decoder's upsampling rates, e.g. 600 Hz)
+                            of the dB by which the spectrum at their multiples stands over its
+                            neighbourhood (buzz_by_rate: each rate's figure)
     chroma_correlation      Pearson correlation of the constant-Q chroma of two signals
     cqt_distance            mean |dB difference| of constant-Q spectra (36 bins per octave from
                             32.7 Hz, C1, over 8 octaves), floored 80 dB under the reference's peak
@@ -71,14 +72,15 @@ def within(peak: float, frequency: float, tolerance: float = 0.03) -> bool:
     return abs(peak - frequency) <= tolerance * frequency
 
 
-def buzz_prominence(wav: torch.Tensor, rate: int, rates: Sequence[float],
-                    max_frequency: float = 8000.0, n_fft: int = 16384,
-                    neighbourhood_hz: float = 30.0) -> float:
-    """Mean over the multiples k x r (r in `rates`, up to `max_frequency`) of the dB by which
-    the average power spectrum at k x r stands over its neighbourhood (+-`neighbourhood_hz`,
-    the peak's 7 bins left out). Both sides use the same statistic, the largest of 3
-    neighbouring bins (k x r falls between bins), so a spectrum without a comb at those rates
-    scores about 0 dB whatever its texture; a decoder's buzz stands out by tens of dB."""
+def buzz_by_rate(wav: torch.Tensor, rate: int, rates: Sequence[float],
+                 max_frequency: float = 8000.0, n_fft: int = 16384,
+                 neighbourhood_hz: float = 30.0) -> list[float]:
+    """For each r in `rates`, the mean over its multiples k x r (up to `max_frequency`) of the
+    dB by which the average power spectrum at k x r stands over its neighbourhood
+    (+-`neighbourhood_hz`, the peak's 7 bins left out). Both sides use the same statistic, the
+    largest of 3 neighbouring bins (k x r falls between bins), so a spectrum without a comb at
+    a rate scores about 0 dB whatever its texture; a decoder's buzz stands out by tens of dB.
+    The spectrum is computed once for all the rates."""
     x = mono(wav).double()
     if x.shape[-1] < n_fft:
         x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
@@ -89,13 +91,19 @@ def buzz_prominence(wav: torch.Tensor, rate: int, rates: Sequence[float],
     half = int(neighbourhood_hz / resolution)
     out = []
     for r in rates:
-        k = 1
+        per_rate, k = [], 1
         while k * r <= min(max_frequency, rate / 2 - neighbourhood_hz):
             centre = int(round(k * r / resolution))
             around = torch.cat([db[centre - half: centre - 3], db[centre + 4: centre + half + 1]])
-            out.append(float(db[centre]) - float(around.median()))
+            per_rate.append(float(db[centre]) - float(around.median()))
             k += 1
-    return float(np.mean(out)) if out else 0.0
+        out.append(float(np.mean(per_rate)) if per_rate else 0.0)
+    return out
+
+
+def buzz_prominence(wav: torch.Tensor, rate: int, rates: Sequence[float], **kwargs) -> float:
+    """The buzz figure: the largest of `buzz_by_rate` (0 dB without rates)."""
+    return max(buzz_by_rate(wav, rate, rates, **kwargs), default=0.0)
 
 
 def _pair(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
