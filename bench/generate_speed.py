@@ -1,4 +1,4 @@
-"""Generation speed: real-time factor per slot count, the KV-cache speedup, a GPU step's floor.
+"""Generation speed: real-time factor per slot count (streamed too), KV-cache speedup, GPU floor.
 
     python bench/generate_speed.py [--config configs/mini.yaml] [--slots 1 2 4 6] [--duration 10]
                                    [--threads N] [--repeats 3] [--kv-full] [--json F]
@@ -25,7 +25,12 @@ The model is the config's `model:` section with random weights; the codec is the
   the bytes one step must read (weights, the gathered embedding rows, the KV cache at the
   mean position) over the device's bandwidth (a table by device name, else a measured copy).
 
-`--json F` writes {"device": str, "rtf": {"1": x, ...}, "kv_speedup": y, "details": {...}}.
+- time_to_first_audio, rtf_stream: the same generation streamed (`StemGenerator.stream`, what
+  `generate --stream` runs): seconds from the call to the first audio chunk, and seconds of
+  audio per second of wall time to the last chunk (the medians of `--repeats` runs).
+
+`--json F` writes {"device": str, "rtf": {"1": x, ...}, "kv_speedup": y,
+"time_to_first_audio": {"1": s, ...}, "rtf_stream": {"1": x, ...}, "details": {...}}.
 """
 
 from __future__ import annotations
@@ -99,6 +104,22 @@ def time_generation(model, codec, slots: int, frames: int, repeats: int) -> dict
             "total_s": statistics.median(total), "cpu_generate_s": statistics.median(cpu_gen),
             "cpu_decode_s": statistics.median(cpu_dec), "cpu_total_s": statistics.median(cpu_total),
             "cpu_share": statistics.median(c / w for c, w in zip(cpu_total, total))}
+
+
+def time_stream(model, codec, slots: int, frames: int, repeats: int) -> dict:
+    """Median seconds from calling `StemGenerator.stream` (what `generate --stream` runs) to
+    its first audio chunk, and to its last: all the chunks taken as fast as they come."""
+    generator = StemGenerator(model, codec, device=next(model.parameters()).device)
+    first, wall = [], []
+    for r in range(repeats):
+        start = time.perf_counter()
+        chunks = generator.stream(slot_names(model, slots), frames / codec.frame_rate, seed=r)
+        for _ in chunks:
+            if len(first) == r:
+                first.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+    return {"time_to_first_audio_s": statistics.median(first),
+            "stream_s": statistics.median(wall), "block_frames": chunks.block_frames}
 
 
 @torch.inference_mode()
@@ -262,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     StemGenerator(model, codec, device="cpu").generate(slot_names(model, max(args.slots)),
                                                        16 / codec.frame_rate)
 
-    runs, rtf = {}, {}
+    runs, rtf, first_audio, rtf_stream = {}, {}, {}, {}
     for slots in args.slots:
         run = time_generation(model, codec, slots, frames, args.repeats)
         runs[str(slots)] = run
@@ -272,6 +293,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"decode {run['decode_s']:.2f} s, rtf {rtf[str(slots)]:.2f}x real time; "
               f"CPU time {run['cpu_generate_s']:.2f} + {run['cpu_decode_s']:.2f} s "
               f"(CPU/wall {run['cpu_share']:.2f})")
+        streamed = time_stream(model, codec, slots, frames, args.repeats)
+        run["stream"] = streamed
+        first_audio[str(slots)] = streamed["time_to_first_audio_s"]
+        rtf_stream[str(slots)] = args.duration / streamed["stream_s"]
+        print(f"  streamed: first audio after {first_audio[str(slots)]:.2f} s, "
+              f"rtf {rtf_stream[str(slots)]:.2f}x real time "
+              f"({streamed['block_frames']} frames a chunk)")
 
     key = str(args.kv_slots)
     cached = runs[key]["generate_s"] if key in runs else \
@@ -299,7 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         print("gpu: no CUDA device, skipped")
 
-    result = {"device": device, "rtf": rtf, "kv_speedup": kv["kv_speedup"], "details": details}
+    result = {"device": device, "rtf": rtf, "kv_speedup": kv["kv_speedup"],
+              "time_to_first_audio": first_audio, "rtf_stream": rtf_stream, "details": details}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result

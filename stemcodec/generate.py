@@ -10,11 +10,18 @@ spectrogram lane per slot) and meta.json (arguments, seed, checkpoint and codec 
 from Python: `StemGenerator.from_pretrained().generate(...)` (stemcodec.generation); this
 command only reads its flags and saves what it returns. `--num-samples N` makes seeds SEED ..
 SEED+N-1 in one batch, sample_i being what `--seed SEED+i` makes alone.
+
+`--stream` writes the output folder while the piece is generated (the wav files grow chunk by
+chunk); `--stream -` writes the mix as a WAV stream to standard output, for a player:
+
+    python -m stemcodec.generate --slots vocals-free:4 --duration 60 --stream - | aplay
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec-repo", default=None, help="folder of the codec weights")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
+    p.add_argument("--stream", nargs="?", const="", default=None, metavar="-",
+                   help="write the audio while it is generated: the output folder's wav files "
+                        "chunk by chunk, or with `--stream -` the mix as WAV to standard output "
+                        "for a player (| aplay, | ffplay -), and the folder too with --out")
     return p
 
 
@@ -63,23 +74,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
+    if args.stream is not None:
+        check_stream(args)
     generator = StemGenerator.from_pretrained(args.checkpoint, device=args.device,
                                               codec_repo=args.codec_repo)
+    options = dict(given=args.given, prompt=args.prompt, given_mix=args.given_mix,
+                   keep=args.keep, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, cfg=args.cfg, window=args.window, context=args.context,
+                   separator=args.separator, demucs_repo=args.demucs_repo, progress=True)
+    if args.stream is not None:
+        return stream(args, generator, options)
     start = time.perf_counter()
     outputs = generator.generate_batch(
-        range(args.seed, args.seed + args.num_samples), args.slots, args.duration,
-        given=args.given, prompt=args.prompt, given_mix=args.given_mix, keep=args.keep,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg=args.cfg,
-        window=args.window, context=args.context, separator=args.separator,
-        demucs_repo=args.demucs_repo, progress=True)
+        range(args.seed, args.seed + args.num_samples), args.slots, args.duration, **options)
     took = time.perf_counter() - start
     first = outputs[0]
-    name = args.out or Path("out") / f"{'-'.join(first.meta['slots'])}-seed{args.seed}"
+    name = args.out or default_folder(first.meta["slots"], args.seed)
     folders = [out.save(name if len(outputs) == 1 else Path(name) / f"sample_{b}")
                for b, out in enumerate(outputs)]
     what = f"{len(first.stems)} stems" if first.stems else "a mix"
     print(f"wrote {', '.join(map(str, folders))}: {what} x {first.seconds:g} s, "
           f"{first.seconds * len(outputs) / took:.2f}x real time on {generator.device}")
+    return 0
+
+
+def default_folder(slots: Sequence[str], seed: int) -> Path:
+    return Path("out") / f"{'-'.join(slots)}-seed{seed}"
+
+
+def check_stream(args: argparse.Namespace) -> None:
+    """--stream's mistakes, before a model is loaded."""
+    if args.stream not in ("", "-"):
+        raise UserError(f"--stream {args.stream}: takes no value (the output folder is written "
+                        "as the piece is made) or - (WAV to standard output)")
+    if args.num_samples != 1:
+        raise UserError("--stream makes one piece; drop --num-samples")
+    if args.stream == "-" and sys.stdout.isatty():
+        raise UserError("--stream - writes WAV audio to standard output: pipe it into a player "
+                        "(... --stream - | aplay, or | ffplay -)")
+
+
+def stream(args: argparse.Namespace, generator: StemGenerator, options: dict) -> int:
+    """Generate one piece, writing each chunk as it comes: the mix to standard output
+    (`--stream -`) and/or the output folder."""
+    from .generation.sinks import StreamFolder, WavPipe
+    to_stdout = args.stream == "-"
+    report = sys.stderr if to_stdout else sys.stdout  # standard output carries only the WAV
+    chunks = generator.stream(args.slots, args.duration, args.seed, **options)
+    folder = None if to_stdout and args.out is None else \
+        args.out or default_folder(chunks.names, args.seed)
+    files = None if folder is None else \
+        StreamFolder(folder, [] if chunks.levels.mixed else list(chunks.names),
+                     chunks.sample_rate, chunks.channels)
+    pipe = WavPipe(sys.stdout.buffer, chunks.sample_rate, chunks.channels) if to_stdout else None
+    try:
+        for chunk in chunks:
+            if pipe is not None:
+                try:
+                    pipe.write(chunk.mix)
+                except BrokenPipeError:  # the player quit: the folder, if any, is finished
+                    pipe = None
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    print(f"\nstandard output closed (the player stopped): "
+                          f"{'stopping' if files is None else f'writing {files.folder} on'}",
+                          file=sys.stderr)
+                    if files is None:
+                        chunks.close()
+                        return 0
+            if files is not None:
+                files.write(chunk)
+    finally:
+        if files is not None and chunks.output is None:
+            files.close()  # what was written stays readable; the mark stays
+    out = chunks.output
+    where = "standard output" if files is None else str(files.finish(out, chunks.levels))
+    what = f"{len(out.stems)} stems" if out.stems else "a mix"
+    print(f"streamed {where}: {what} x {out.seconds:g} s, "
+          f"{out.seconds / chunks.timing['wall_s']:.2f}x real time on {generator.device}, "
+          f"first audio after {chunks.timing['first_audio_s']:.2f} s", file=report)
     return 0
 
 

@@ -278,10 +278,10 @@ def test_debug_codec_leaves_the_global_rng_alone():
     assert torch.equal(state, torch.random.get_rng_state())
 
 
-def _istft_codec(tmp_path):
+def _istft_codec(tmp_path, **overrides):
     from stemcodec.codec import MINI_CONFIG
     cfg = {**MINI_CONFIG, "n_filters": 4, "dimension": 16, "lstm": 0, "decoder_dim": 32,
-           "decoder_layers": 3}
+           "decoder_layers": 3, "encoder_dim": 32, "encoder_layers": 2, **overrides}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
         model = build_encodec(cfg)
@@ -306,6 +306,68 @@ def test_istft_decoder_decodes_chunk_by_chunk_as_a_whole(tmp_path):
     assert not torch.allclose(codec.decode(codes), whole, atol=1e-3 * whole.abs().max())
 
 
+def test_accumulated_phase_carries_its_running_sum_across_chunks(tmp_path):
+    """The accumulated phase is state: chunked decoding hands each chunk the running sum at
+    its first frame, and gets the one-pass audio; a chunk that starts its sum afresh does not.
+    The spectral encoder, given right context, encodes chunk by chunk as a whole too."""
+    codec = _istft_codec(tmp_path, decoder_phase="accumulated", decoder_noise=True,
+                         encoder="spectral")
+    decoder = codec.model.decoder
+    with torch.no_grad():  # a frequency head that says something (it starts at zero)
+        decoder.frequency.weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+    wav = noise(3.0, seed=4)
+    codes = codec.encode(wav)  # 225 frames
+    whole = codec.decode(codes)
+    codec.chunk_frames, codec.context_frames = 40, decoder.receptive_frames + 2
+    assert torch.equal(codec.encode(wav), codes)
+    assert torch.allclose(codec.decode(codes), whole, atol=1e-5 * whole.abs().max())
+    spectrum = decoder.spectrum
+    decoder.spectrum = lambda emb, offset=0, anchor=None: spectrum(emb, offset)
+    assert not torch.allclose(codec.decode(codes), whole, atol=1e-2 * whole.abs().max())
+
+
+@pytest.mark.parametrize("phase, at_pitch", [("accumulated", True), ("absolute", False)])
+def test_a_steady_frame_is_a_steady_tone_at_its_frequency_between_bins(phase, at_pitch):
+    """The same prediction at every frame (what a steady tone's tokens give): with an
+    accumulated phase, a tone at the predicted frequency, here half a bin above bin 23
+    (440.6 Hz, each bin of the main lobe predicting its deviation from its centre); with an absolute phase every frame repeats, so the output's strongest peak
+    sits on a multiple of the frame rate, not at the tone."""
+    from stemcodec.codec.istft import ISTFTDecoder
+    from stemcodec.metrics.pitch import tone_peak
+    decoder = ISTFTDecoder(8, 320, dim=16, layers=1, phase=phase)
+    bins = decoder.n_fft // 2 + 1
+    with torch.no_grad():
+        decoder.head.weight.zero_()
+        decoder.head.bias.zero_()
+        decoder.head.bias[:bins] = -20.0  # log magnitudes: silence but for bins 22-25
+        decoder.head.bias[22:26] = 0.0
+        # bins centred on the frame (alternating by pi, as a windowed sinusoid's DFT is)
+        decoder.head.bias[bins:] = math.pi * torch.arange(bins)
+        if decoder.frequency is not None:  # every bin of the main lobe at bin 23.5
+            decoder.frequency.bias[22:26] = torch.atanh((23.5 - torch.arange(22, 26)) / 2)
+        wav = decoder(torch.zeros(1, 8, 150))[0]
+    peak = tone_peak(wav, 24000)
+    target = 23.5 * 24000 / decoder.n_fft
+    assert (abs(peak - target) < 0.005 * target) == at_pitch, peak
+    if not at_pitch:
+        assert abs(peak / 75.0 - round(peak / 75.0)) < 0.01, peak
+
+
+def test_the_spectral_encoder_gives_a_steady_tone_steady_encodings():
+    """A sine's encodings do not cycle with its phase against the frame grid (a waveform
+    encoder's do): from frame to frame they move far less than from one pitch to the next."""
+    from stemcodec.codec.spectral import SpectralEncoder
+    from stemcodec.metrics.pitch import tone_signal
+    torch.manual_seed(0)
+    encoder = SpectralEncoder(16, [8, 5, 4, 2], dim=32, layers=2).eval()
+    with torch.no_grad():
+        a, b = (encoder(tone_signal("sine", f)[None])[0, :, 20:130] for f in (440.0, 466.2))
+    assert a.shape == (16, 110) and encoder.hop == 320
+    within = (a - a.mean(dim=1, keepdim=True)).norm(dim=0).mean()
+    between = (a.mean(dim=1) - b.mean(dim=1)).norm()
+    assert within < 0.05 * between, (float(within), float(between))
+
+
 def test_old_codec_folders_without_decoder_keys_are_seanet(tmp_path):
     from stemcodec.codec import MINI_CONFIG
     from stemcodec.codec.istft import ISTFTDecoder
@@ -314,3 +376,51 @@ def test_old_codec_folders_without_decoder_keys_are_seanet(tmp_path):
     assert not isinstance(model.decoder, ISTFTDecoder)
     with pytest.raises(CodecError, match="decoder 'wavenet' unknown; valid: seanet, istft"):
         build_encodec({**old, "decoder": "wavenet"})
+    with pytest.raises(CodecError, match="encoder 'mel' unknown; valid: seanet, spectral"):
+        build_encodec({**old, "encoder": "mel"})
+
+
+def test_phase_advance_loss_sees_a_quarter_bin_of_pitch_and_not_the_start_phase():
+    """PhaseAdvance is the pitch of each partial: 0 for the reference's own phases, about
+    1 - cos(pi / 8) for a tone a quarter of a bin (4.7 Hz) off, and the same for any start phase."""
+    import torch.nn.functional as F
+
+    from stemcodec.codec.losses import PhaseAdvance
+
+    def tone(frequency, start=0.0):
+        t = torch.arange(24000 * 2) / 24000
+        return (0.3 * torch.sin(2 * math.pi * frequency * t + start))[None, None]
+
+    def phases(wav):  # the decoder's frames: n_fft 1280 centred on (t + 1/2) x hop
+        x = F.pad(wav.flatten(0, 1), (480, 480))
+        return torch.stft(x, 1280, 320, window=torch.hann_window(1280), center=False,
+                          return_complex=True).angle()
+
+    loss = PhaseAdvance(1280, 320)
+    reference = tone(440.0)
+    assert float(loss(phases(reference), reference)) < 1e-3
+    assert float(loss(phases(tone(440.0, start=1.0)), reference)) < 1e-3
+    off = float(loss(phases(tone(440.0 + 18.75 / 4)), reference))
+    assert abs(off - (1 - math.cos(math.pi / 8))) < 0.2 * (1 - math.cos(math.pi / 8)), off
+
+
+def test_training_tones_hold_pitches_off_the_grid_and_some_are_pure_sines():
+    """The codec's synthetic notes: fundamentals anywhere (not on the 12-tone grid of a
+    General MIDI corpus), about a fifth pure sines (no second harmonic), none a constant."""
+    import numpy as np
+
+    from stemcodec.codec.tones import harmonic_note
+    from stemcodec.metrics.pitch import tone_peak
+    rng = np.random.default_rng(0)
+    pure, off_grid = 0, 0
+    for _ in range(60):
+        note = torch.from_numpy(harmonic_note(rng, 24000, 24000))[None].float()
+        assert abs(float(note.mean())) < 0.02, "a note with a DC offset"
+        f0 = tone_peak(note, 24000, lowest=25.0)
+        spec = torch.fft.rfft(note[0] * torch.hann_window(24000)).abs()
+        second = spec[int(2 * f0 * 0.97): int(2 * f0 * 1.03) + 1].max()
+        pure += bool(second < 1e-3 * spec.max())
+        semitones = 12 * math.log2(f0 / 440.0)
+        off_grid += abs(semitones - round(semitones)) > 0.1
+    assert 5 <= pure <= 20, pure
+    assert off_grid > 30, off_grid

@@ -17,6 +17,16 @@ prediction is then a steady tone, not a click at every frame (an untrained absol
 head makes a comb at the frame rate: every frame the same waveform); t counts frames from
 `offset`, which chunked decoding passes, so chunks agree with one pass.
 
+Accumulated phase (`phase: accumulated`): a time-invariant head fed the same tokens at every
+frame (a steady tone) predicts the same phase at every frame, so the output repeats every hop:
+a comb at the frame rate's multiples, and a 440 Hz sine comes back at 75 Hz multiples (the
+encoder then spends bits on the tone's phase against the frame grid). Here a second head
+predicts each bin's instantaneous frequency as a deviation from the bin's centre (within +-2
+bins, the Hann window's main lobe) and the phase is its running sum over frames, as in a
+phase vocoder; the first head's phase is added as a per-frame offset (the bins' relative
+phases: transients, vertical coherence). A steady token now makes a steady tone at any
+frequency. The running sum is state: chunked decoding passes it on (`spectrum(..., anchor)`).
+
 Noise gate (`noise=True`): a regression-trained head predicts smooth phases, so noise-like
 content (a bow, breath, a cymbal, reverb) comes out with the same phases frame after frame,
 a comb at the frame rate's multiples (75 Hz). A per-bin gate g in (0, 1) adds g x a fixed
@@ -32,6 +42,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PHASES = ("absolute", "reference", "accumulated")
 
 
 class ConvNeXtBlock(nn.Module):
@@ -76,8 +88,8 @@ class ISTFTDecoder(nn.Module):
         if self.n_fft < self.hop or (self.n_fft - self.hop) % 2:
             raise ValueError(f"n_fft {self.n_fft} must be at least the hop {self.hop} and "
                              "differ from it by an even number")
-        if phase not in ("absolute", "reference"):
-            raise ValueError(f"phase {phase!r}: absolute or reference")
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r}: {', '.join(PHASES)}")
         self.phase = phase
         self.kernel = kernel
         self.embed = nn.Conv1d(dimension, dim, kernel)
@@ -88,6 +100,11 @@ class ISTFTDecoder(nn.Module):
         self.head = nn.Linear(dim, self.n_fft + 2)  # log magnitude and phase of n_fft/2+1 bins
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         bins = self.n_fft // 2 + 1
+        self.frequency = None
+        if phase == "accumulated":  # starts at the bins' centres: a steady tone per bin
+            self.frequency = nn.Linear(dim, bins)
+            nn.init.zeros_(self.frequency.weight)
+            nn.init.zeros_(self.frequency.bias)
         self.gate = None
         if noise:  # closed at first (g ~ 0.05): a decoder without the gate is the same function
             self.gate = nn.Linear(dim, bins)
@@ -99,9 +116,20 @@ class ISTFTDecoder(nn.Module):
         self.lookahead_frames = math.ceil(self.pad / self.hop)
         self.receptive_frames = (kernel - 1) * (layers + 1)  # past frames a frame depends on
 
-    def spectrum(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    @property
+    def accumulates(self) -> bool:
+        """Whether the phase is a running sum over frames (chunks then carry state)."""
+        return self.frequency is not None
+
+    def spectrum(self, emb: torch.Tensor, offset: int = 0,
+                 anchor: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
         """Encodings [B, D, T] -> complex STFT frames [B, n_fft/2+1, T]; `offset`: the index
-        of the first frame (for the phase reference)."""
+        of the first frame (for the phase reference and the noise table).
+
+        Accumulated phase: `anchor` = (i, before) says that the running phase sum just before
+        local frame i is `before` [B, F] (float64 radians; frames before i are counted back
+        from it); None: (0, zeros), the start of the codes. `self.running` then holds the
+        sum at every frame [B, F, T] (float64), for the next chunk's anchor."""
         x = self.embed(F.pad(emb, (self.kernel - 1, 0)))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
@@ -113,7 +141,7 @@ class ISTFTDecoder(nn.Module):
         # regression head puts energy there (an offset of a quarter of a bass note's level)
         magnitude = torch.cat([torch.zeros_like(magnitude[:, :self.SILENT_BINS]),
                                magnitude[:, self.SILENT_BINS:]], dim=1)
-        if self.phase == "reference":
+        if self.phase in ("reference", "accumulated"):
             bins = torch.arange(phase.shape[1], device=phase.device, dtype=torch.float64)
             frames = torch.arange(offset, offset + phase.shape[2], device=phase.device,
                                   dtype=torch.float64)
@@ -121,10 +149,22 @@ class ISTFTDecoder(nn.Module):
             steady = torch.remainder(2 * math.pi * self.hop / self.n_fft * bins[:, None]
                                      * frames[None], 2 * math.pi)
             phase = phase + steady.to(phase.dtype)
+        if self.frequency is not None:
+            deviation = 2.0 * torch.tanh(self.frequency(h)).transpose(1, 2)  # bins, [B, F, T]
+            step = (2 * math.pi * self.hop / self.n_fft) * deviation.double()
+            total = step.cumsum(dim=2)
+            i, before = anchor if anchor is not None else (0, None)
+            if i > 0:
+                total = total - total[..., i - 1: i]
+            if before is not None:
+                total = total + before[..., None].to(total)
+            self.running = torch.remainder(total, 2 * math.pi)
+            phase = phase + self.running.to(phase.dtype)
         if self.gate is not None:
             frames = torch.arange(offset, offset + phase.shape[2], device=phase.device)
             noise = self.noise_phase[:, frames % self.NOISE_FRAMES]  # [F, T]
             phase = phase + torch.sigmoid(self.gate(h)).transpose(1, 2) * noise
+        self.last_phase = phase  # for the phase-advance loss (losses.PhaseAdvance)
         return torch.polar(magnitude, phase)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
@@ -139,5 +179,6 @@ class ISTFTDecoder(nn.Module):
         span = slice(self.pad, self.pad + count * self.hop)
         return (out[..., span] / envelope[..., span].clamp_min(1e-11)).flatten(1, 2)
 
-    def forward(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        return self.istft(self.spectrum(emb, offset))
+    def forward(self, emb: torch.Tensor, offset: int = 0,
+                anchor: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.istft(self.spectrum(emb, offset, anchor))

@@ -4,6 +4,10 @@
     MultiResolutionSTFT  spectral convergence + log-magnitude L1 on linear frequency, windows
                          512..4096 at 24 kHz: long enough to resolve a bass note's harmonics,
                          which 64 mel bands (about 90 Hz wide at 500 Hz) cannot
+    PhaseAdvance         how far each bin's phase advance from frame to frame (its frequency)
+                         is from the reference's, weighted by the reference's magnitude: the
+                         pitch of a partial directly, where magnitude losses see it only
+                         through a window's resolution
     hinge_discriminator / hinge_generator / feature_matching   the MS-STFT discriminator's
     Balancer             EnCodec's loss balancer
 
@@ -67,6 +71,32 @@ class MultiResolutionSTFT(nn.Module):
             log_l1 = F.l1_loss(a.clamp_min(1e-5).log(), b.clamp_min(1e-5).log())
             total = total + convergence.mean() + log_l1
         return total / len(self.windows)
+
+
+class PhaseAdvance(nn.Module):
+    """Mean over bins and frames, weighted by the reference's magnitude, of 1 - cos(the
+    difference between the estimate's and the reference's phase advance from one frame to the
+    next). The estimate's phases are an iSTFT decoder's (`ISTFTDecoder.last_phase`, frames of
+    n_fft centred on (t + 1/2) x hop); the reference is analysed on the same frames. A partial
+    at the right frequency costs 0, a quarter of a bin off at this overlap costs 1 - cos(pi/8)
+    of its weight; noise-like bins cost about 1 whatever is predicted, so they do not bias it."""
+
+    def __init__(self, n_fft: int, hop: int, skip_bins: int = 2):
+        super().__init__()
+        self.n_fft, self.hop, self.skip_bins = int(n_fft), int(hop), int(skip_bins)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def forward(self, phase: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        pad = (self.n_fft - self.hop) // 2
+        x = F.pad(reference.flatten(0, 1), (pad, pad))
+        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False,
+                          return_complex=True)[..., : phase.shape[-1]]  # [B, F, T]
+        advance = spec[..., 1:] * spec[..., :-1].conj()
+        weight = advance.abs().sqrt()
+        weight[:, : self.skip_bins] = 0.0
+        error = 1.0 - torch.cos(phase[..., 1:] - phase[..., :-1] - advance.angle())
+        per_item = (weight * error).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-9)
+        return per_item.mean()
 
 
 def hinge_discriminator(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:

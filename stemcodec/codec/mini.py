@@ -28,6 +28,7 @@ from encodec.quantization import ResidualVectorQuantizer  # noqa: E402
 
 from ..checkpoint import save_pretrained, state_hash  # noqa: E402
 from .istft import ISTFTDecoder  # noqa: E402
+from .spectral import SpectralEncoder  # noqa: E402
 from .wrapper import Codec, CodecError  # noqa: E402
 
 CONFIG_KEYS = ("sample_rate", "channels", "n_filters", "ratios", "dimension", "lstm", "causal",
@@ -35,11 +36,16 @@ CONFIG_KEYS = ("sample_rate", "channels", "n_filters", "ratios", "dimension", "l
 # decoder: seanet (EnCodec's, transposed convolutions) or istft (ConvNeXt + inverse STFT);
 # the decoder_* keys and n_fft size the istft decoder (n_fft null: 4 x hop); decoder_phase:
 # absolute (Vocos) or reference (added to a steady tone's phase advance, see istft.py);
-# decoder_noise: a gated pseudo-random phase for noise-like bins (istft.py)
+# decoder_noise: a gated pseudo-random phase for noise-like bins (istft.py); accumulated: a
+# running sum of predicted frequencies (istft.py). encoder: seanet (EnCodec's) or spectral (an
+# STFT and ConvNeXt blocks at the frame rate, spectral.py), sized by encoder_dim/_layers.
+# These keys came after the first codecs: a config without them is SEANet on both sides.
 DECODER_DEFAULTS: dict[str, Any] = {"decoder": "seanet", "decoder_dim": 256, "decoder_layers": 8,
                                     "decoder_kernel": 7, "n_fft": None,
-                                    "decoder_phase": "absolute", "decoder_noise": False}
+                                    "decoder_phase": "absolute", "decoder_noise": False,
+                                    "encoder": "seanet", "encoder_dim": 256, "encoder_layers": 8}
 DECODERS = ("seanet", "istft")
+ENCODERS = ("seanet", "spectral")
 
 # The mini layout: 24 kHz mono, hop 320 (75 frames/s), 4 codebooks of 1024 = 3 kbps, SEANet
 # encoder at half the official width (n_filters 16, dimension 64), iSTFT decoder;
@@ -67,10 +73,19 @@ def build_codec(cfg: dict[str, Any]) -> EncodecModel:
     if cfg["decoder"] not in DECODERS:
         raise CodecError(f"codec config: decoder '{cfg['decoder']}' unknown; valid: "
                          f"{', '.join(DECODERS)}")
+    if cfg["encoder"] not in ENCODERS:
+        raise CodecError(f"codec config: encoder '{cfg['encoder']}' unknown; valid: "
+                         f"{', '.join(ENCODERS)}")
     common = dict(channels=cfg["channels"], dimension=cfg["dimension"],
                   n_filters=cfg["n_filters"], ratios=list(cfg["ratios"]), lstm=cfg["lstm"],
                   causal=cfg["causal"], norm=cfg["norm"])
-    encoder = SEANetEncoder(**common)
+    if cfg["encoder"] == "spectral":
+        if cfg["channels"] != 1:
+            raise CodecError("codec config: the spectral encoder is mono; use channels 1")
+        encoder = SpectralEncoder(cfg["dimension"], cfg["ratios"], cfg["n_fft"],
+                                  cfg["encoder_dim"], cfg["encoder_layers"], cfg["decoder_kernel"])
+    else:
+        encoder = SEANetEncoder(**common)
     if cfg["decoder"] == "istft":
         if cfg["channels"] != 1:
             raise CodecError("codec config: the istft decoder is mono; use channels 1")

@@ -15,15 +15,20 @@ import torch
 
 def harmonic_note(rng: np.random.Generator, length: int, rate: int) -> np.ndarray:
     """One note of `length` samples: a random fundamental, harmonics up to Nyquist with a
-    random tilt (some odd-only), vibrato on a third of them, attack and decay."""
+    random tilt (some odd-only, a fifth a pure sine), vibrato on a third of them, attack and
+    decay."""
     f0 = math.exp(rng.uniform(math.log(30.0), math.log(2000.0)))
     t = np.arange(length) / rate
+    # an array either way: cumsum of a scalar 0.0 was one sample, and the note a constant (DC)
     vibrato = rng.uniform(0.0, 0.01) * np.sin(2 * np.pi * rng.uniform(3, 7) * t) \
-        if rng.random() < 0.33 else 0.0
+        if rng.random() < 0.33 else np.zeros(length)
     phase = 2 * np.pi * f0 * np.cumsum(1 + vibrato) / rate
     tilt, odd = rng.uniform(0.0, 2.5), rng.random() < 0.25
+    # a fifth are pure sines: music seldom holds one, and a codec that learnt only
+    # instruments gives a sine the harmonics (or the octave) of the nearest instrument
+    top = 1 if rng.random() < 0.2 else int(rate / 2 / (f0 * 1.02))
     out = np.zeros(length)
-    for n in range(1, int(rate / 2 / (f0 * 1.02)) + 1):
+    for n in range(1, top + 1):
         if odd and n % 2 == 0:
             continue
         out += rng.uniform(0.5, 1.0) / n ** tilt * np.sin(n * phase + rng.uniform(0, 2 * np.pi))

@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from encodec import EncodecModel
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from .stream import DecodeStream
 
 
 class CodecError(UserError):
@@ -73,8 +76,10 @@ class Codec:
         decoder_causal = any(getattr(m, "causal", False) for m in model.decoder.modules())
         self.decode_lookahead = (int(lookahead) if lookahead is not None
                                  else 0 if decoder_causal else self.context_frames)
-        self.decoder_offset = (getattr(model.decoder, "phase", None) == "reference"
+        self.decoder_offset = (getattr(model.decoder, "phase", None) in ("reference", "accumulated")
                                or getattr(model.decoder, "gate", None) is not None)
+        # an accumulated-phase decoder carries its running phase from chunk to chunk
+        self.decoder_state = bool(getattr(model.decoder, "accumulates", False))
         self.unit_rms = unit_rms
 
     def makes(self, codec_id: str | None) -> bool:
@@ -132,28 +137,58 @@ class Codec:
             pieces.append(codes.transpose(0, 1)[..., left: left + last - first].long())
         return torch.cat(pieces, dim=-1)  # [B, Q, T]
 
-    @torch.inference_mode()
-    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, C, T * hop_length], or [B, C, length] when the original
-        length S is given (the last frame's padding cut off; zeros added if S is longer).
-        Q may be fewer codebooks than the model has (a lower bandwidth)."""
+    def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] as int64 on the codec's device; ValueError for a wrong shape or ids
+        outside the codebooks. Q may be fewer codebooks than the model has (a lower bandwidth)."""
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.model.quantizer.n_q:
             raise ValueError(f"expected codes [B, Q<={self.model.quantizer.n_q}, T], "
                              f"got {tuple(codes.shape)}")
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.cardinality):
             raise ValueError(f"codes must lie in [0, {self.cardinality}), got "
                              f"[{int(codes.min())}, {int(codes.max())}]")
-        codes = codes.to(self.device, torch.long)
+        return codes.to(self.device, torch.long)
+
+    def decode_chunk(self, codes: torch.Tensor, first: int, last: int, left: int,
+                     before: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frames [first, last) of a longer sequence, from `codes` [B, Q, left + (last -
+        first) + right]: the chunk with `left` frames of context before it and any right
+        context after it. Returns (wav [B, C, (last - first) * hop_length], the running phase
+        sum at frame last - 1 for the next chunk, or None); `before` is the previous chunk's.
+        What `decode` runs per chunk and a `stream` per block; no REFERENCE_RMS scaling."""
+        emb = self.model.quantizer.decode(codes.transpose(0, 1))
+        # an iSTFT decoder's phase reference counts frames from the start of the codes
+        if self.decoder_state:
+            out = self.model.decoder(emb, first - left, (left, before))
+            before = self.model.decoder.running[..., left + last - first - 1]
+        elif self.decoder_offset:
+            out = self.model.decoder(emb, first - left)
+        else:
+            out = self.model.decoder(emb)  # [B, C, s]
         hop = self.hop_length
+        return out[..., left * hop: (left + last - first) * hop], before
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, C, T * hop_length], or [B, C, length] when the original
+        length S is given (the last frame's padding cut off; zeros added if S is longer).
+        Q may be fewer codebooks than the model has (a lower bandwidth)."""
+        codes = self.check_codes(codes)
         pieces = [torch.zeros(codes.shape[0], self.channels, 0, device=self.device)]
+        before = None  # an accumulated phase: the running sum just before the chunk
         for first, last, left, right in self._chunks(codes.shape[-1], self.decode_lookahead):
-            emb = self.model.quantizer.decode(codes[..., first - left: last + right].transpose(0, 1))
-            # an iSTFT decoder's phase reference counts frames from the start of the codes
-            out = self.model.decoder(emb, first - left) if self.decoder_offset else \
-                self.model.decoder(emb)  # [B, C, s]
-            pieces.append(out[..., left * hop: (left + last - first) * hop])
+            wav, before = self.decode_chunk(codes[..., first - left: last + right], first, last,
+                                            left, before)
+            pieces.append(wav)
         wav = torch.cat(pieces, dim=-1)  # [B, C, T * hop]
         if length is not None:
             wav = wav[..., :length] if length <= wav.shape[-1] else \
                 torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
         return wav * self.REFERENCE_RMS if self.unit_rms else wav
+
+    def stream(self, block_frames: int | None = None) -> DecodeStream:
+        """A decoder of codes as they arrive: `push(codes[B, Q, t])` returns the audio of the
+        frames that are final so far, `flush()` the rest; together they are `decode` of the
+        whole sequence (to float rounding), however the codes were pushed. Audio comes in
+        blocks of `block_frames` (default: the decode chunk); see stream.py."""
+        from .stream import DecodeStream
+        return DecodeStream(self, self.chunk_frames if block_frames is None else block_frames)

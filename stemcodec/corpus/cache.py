@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class SongEntry:
     silent: list[bool]
     shard: str  # codes [K, Q, T], relative to the cache folder
     mix_shard: str | None = None  # codes [1, Q, T] of the mix; None when prepared --no-mix
+    # what is odd about its files: flag (silent, dead_channel, dc_offset, unreadable) ->
+    # "<file>: <what was measured>" lines; empty when nothing is (and in older entries)
+    flags: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

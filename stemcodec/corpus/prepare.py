@@ -7,7 +7,9 @@ Three kinds of input, found by walking SONGS_DIR:
   * any other audio file: a mix, separated into stems with Demucs first.
 
 Resumable: a song whose entry exists for the same files and codec is skipped; anything
-interrupted is redone. Bad files get one line `skipped <path>: <reason>` and the run goes on.
+interrupted is redone. Bad files get one line `skipped <path>: <reason>` and the run goes on;
+a file used despite something odd (a stretch that could not be decoded, a dead channel, a DC
+offset, silence) gets one line `warning <path>: <what>` and a flag in its entry.
 """
 
 from __future__ import annotations
@@ -27,15 +29,28 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import AUDIO_EXTENSIONS, is_audio_path, is_silent, load_audio, resample, to_channels
+from ..audio import (
+    AUDIO_EXTENSIONS,
+    conform,
+    is_audio_path,
+    is_silent,
+    read_file,
+    resample,
+    to_channels,
+)
 from ..errors import AudioError, UserError, cli
 from ..files import speed
+from ..levels import level_flags
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
 from .cache import FORMAT_VERSION, CacheError, SongEntry, write_codes, write_json
-from .layout import folders, read_piece, song_id
+from .layout import read_piece, song_id
+from .walk import shown, walk_songs
 
 logger = logging.getLogger(__name__)
 
+# the summary's words for a song's flags (SongEntry.flags): counts of songs
+FLAG_NAMES = {"dc_offset": "DC offset", "dead_channel": "dead channel",
+              "silent": "silent", "unreadable": "with unreadable audio"}
 SIDECARS = {".json", ".txt", ".md", ".yaml", ".yml", ".mid", ".midi", ".png", ".jpg"}
 
 
@@ -54,6 +69,7 @@ class Stats:
     done: int = 0
     cached: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    flagged: dict[str, int] = field(default_factory=dict)  # flag -> songs of this run with it
     seconds: float = 0.0
     separate_time: float = 0.0
     separate_seconds: float = 0.0
@@ -63,22 +79,23 @@ class Stats:
 
 def discover(root: Path, slots: SlotSpec, instrument: str | None,
              report: Callable[[Path, str], None]) -> list[Song]:
-    """Walk `root` and return the songs in a stable order; report unusable files."""
+    """Walk `root` and return the songs in a stable order; report unusable files (and links:
+    corpus.walk)."""
     if root.is_file():
         return [_file_song(root, root.parent, slots, instrument)]
     songs: list[Song] = []
     known = (*DEFAULT_VOCABULARY, *slots)
-    for folder in folders(root):
+    for folder, entries in walk_songs(root, report):
         piece = read_piece(folder, known) if instrument is None else None
         if piece is not None:  # stems of instruments outside --slots are left out
-            files = {name: p for name, p in piece.stems.items() if name in slots}
-            if piece.mix is not None:
+            usable = set(entries)  # a stem that is a duplicate or a dead link was reported
+            files = {name: p for name, p in piece.stems.items() if name in slots and p in usable}
+            if piece.mix is not None and piece.mix in usable:
                 files["mix"] = piece.mix
             rel = folder.relative_to(root)
             songs.append(Song(song_id(rel if rel.parts else Path(folder.name)), "stems", folder,
                               files))
             continue
-        entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         for path in entries:
             if is_audio_path(path):
                 songs.append(_file_song(path, root, slots, instrument))
@@ -114,8 +131,12 @@ class Preparer:
     """Turns songs into cache entries; holds the codec and (lazily) the separator."""
 
     def __init__(self, out: Path, codec, slots: SlotSpec, separator_name: str,
-                 demucs_repo: Path | None, device: str, with_mix: bool = True):
+                 demucs_repo: Path | None, device: str, with_mix: bool = True,
+                 warn: Callable[[Path, str], None] | None = None):
         self.out = out
+        self.warn = warn or (lambda path, text: logger.warning("warning %s: %s", shown(path),
+                                                               text))
+        self._notes: list[tuple[Path, str, str]] = []  # (file, flag, what) of the song read
         self.codec = codec
         self.slots = slots
         self.separator_name = separator_name
@@ -193,7 +214,8 @@ class Preparer:
             self.stats.cached += 1
             return previous
 
-        stems, mix = self._load(song)
+        self._notes = []
+        stems, mix = self._load(song, root)
         lengths = [w.shape[-1] for w in stems.values()] + ([mix.shape[-1]] if mix is not None else [])
         length = max(lengths)
         if length < self.codec.hop_length:
@@ -235,34 +257,46 @@ class Preparer:
             silent=[bool(n in stems and is_silent(stems[n])) for n in self.slots],
             shard=shard,
             mix_shard=mix_shard,
+            flags=self._flag_lines(root),
         )
         write_json(self.entry_path(song), entry.to_json())  # last: marks the song done
+        for path, _, text in self._notes:  # told once the song is in: a skip says it all
+            self.warn(path, text)
         self.stats.done += 1
         self.stats.seconds += seconds
         return entry
 
+    def _flag_lines(self, root: Path) -> dict[str, list[str]]:
+        flags: dict[str, list[str]] = {}
+        for path, flag, text in self._notes:
+            flags.setdefault(flag, []).append(f"{_rel(path, root)}: {text}")
+        return flags
+
     def _separator_id(self, song: Song) -> str | None:
         return self.separator_name if song.kind == "mix" else None
 
-    def _load(self, song: Song) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def _load(self, song: Song, root: Path
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         rate, channels = self.codec.sample_rate, self.codec.channels
         if song.kind == "mix":
-            return self._separate(song.files["mix"])
+            return self._separate(song.files["mix"], root)
         stems = {}
         for role, path in song.files.items():
             if role == "mix":
                 continue
             try:
-                stems[role], _ = load_audio(path, rate, channels)
+                stems[role] = self._read(path, root, rate, channels)
             except AudioError as exc:
-                raise AudioError(f"{path.name}: {exc}") from None
+                if song.kind != "stems":  # the file is the song: the line names it already
+                    raise
+                raise AudioError(f"{shown(path.name)}: {exc}") from None
         if not stems:
             raise AudioError(f"no stems for slots {self.slots} in this folder")
         mix = None
         if self.with_mix and song.kind == "stems":
             if "mix" in song.files:
                 try:
-                    mix, _ = load_audio(song.files["mix"], rate, channels)
+                    mix = self._read(song.files["mix"], root, rate, channels)
                 except AudioError as exc:
                     raise AudioError(f"mix: {exc}") from None
             else:
@@ -272,9 +306,20 @@ class Preparer:
             mix = next(iter(stems.values()))
         return stems, mix
 
-    def _separate(self, path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    def _read(self, path: Path, root: Path, rate: int, channels: int) -> torch.Tensor:
+        """One file at `rate` and `channels`; what is odd about it is told and flagged (its
+        levels are measured before the downmix, which would hide a dead channel)."""
+        decoded = read_file(path)
+        wav, _ = conform(decoded, rate, channels)
+        self._notes += [(path, "unreadable", text) for text in decoded.warnings]
+        self._notes += [(path, flag, text)
+                        for flag, text in level_flags(decoded.data, decoded.rate).items()]
+        return wav
+
+    def _separate(self, path: Path, root: Path
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         sep = self.separator()
-        wav, _ = load_audio(path, sep.sample_rate, sep.channels)
+        wav = self._read(path, root, sep.sample_rate, sep.channels)
         t0 = time.perf_counter()
         sources = sep.separate(wav.to(self.device))
         self.stats.separate_time += time.perf_counter() - t0
@@ -378,16 +423,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..codec import load_codec
     codec = load_codec(args.codec, args.bandwidth, repository=args.codec_repo, device=device)
     args.out.mkdir(parents=True, exist_ok=True)
-    prep = Preparer(args.out, codec, slots, args.separator, args.demucs_repo, device,
-                    with_mix=not args.no_mix)
-    prep.open_cache(args.overwrite)
-
-    stats = prep.stats
-    bar = tqdm(total=0, unit="song", desc="prepare", file=sys.stderr, dynamic_ncols=True)
 
     def report(path: Path, reason: str) -> None:
         stats.skipped.append((str(path), reason))
-        bar.write(f"skipped {path}: {reason}", file=sys.stderr)
+        bar.write(f"skipped {shown(path)}: {reason}", file=sys.stderr)
+
+    def warn(path: Path, what: str) -> None:
+        bar.write(f"warning {shown(path)}: {what}", file=sys.stderr)
+
+    prep = Preparer(args.out, codec, slots, args.separator, args.demucs_repo, device,
+                    with_mix=not args.no_mix, warn=warn)
+    prep.open_cache(args.overwrite)  # before the bar: a refusal is one line of its own
+    stats = prep.stats
+    bar = tqdm(total=0, unit="song", desc="prepare", file=sys.stderr, dynamic_ncols=True)
 
     start = time.perf_counter()
     root = args.songs if args.songs.is_dir() else args.songs.parent
@@ -396,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar.refresh()
     entries = []
     for song in songs:
-        bar.set_postfix_str(song.source.name[:30])
+        bar.set_postfix_str(shown(song.source.name)[:30])
         try:
             entry = prep.process(song, root)
         except AudioError as exc:
@@ -407,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(song.source, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
         else:
             entries.append(entry)
+            for flag in entry.flags:
+                stats.flagged[flag] = stats.flagged.get(flag, 0) + 1
         bar.update(1)
     bar.close()
     write_manifest(args.out, codec.info(), slots, entries)
@@ -416,11 +466,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         rates.append(f"separation {speed(stats.separate_seconds, stats.separate_time)} real time")
     if stats.encode_time > 0:
         rates.append(f"encoding {speed(stats.encode_seconds, stats.encode_time)} real time")
+    flagged = ", ".join(f"{n} {FLAG_NAMES.get(flag, flag)}"
+                        for flag, n in sorted(stats.flagged.items()))
     print(
         f"prepared {stats.done} songs, {stats.cached} already cached, {len(stats.skipped)} skipped; "
-        f"{stats.seconds:.1f} s of audio encoded in {took:.1f} s"
+        + (f"flagged: {flagged}; " if flagged else "")
+        + f"{stats.seconds:.1f} s of audio encoded in {took:.1f} s"
         + (f" ({', '.join(rates)})" if rates else "")
-        + f"; cache: {args.out} (codec {codec.codec_id})"
+        + f"; cache: {shown(args.out)} (codec {codec.codec_id})"
     )
     return 0
 

@@ -6,6 +6,7 @@
 A generation runs in four steps, each its own method so a stream can take them in turn:
 `_plan` (check the settings, load the model the slots call for, encode what is given),
 `_frames` (the sampler, one frame at a time), `_decode` (codes to audio) and `_outputs`.
+`stream` (streaming.py) decodes each frame as `_frames` finishes it, instead of `_decode`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .settings import Pairs, PathLike, Settings
 if TYPE_CHECKING:
     from ..codec import Codec
     from ..model import MultiStreamTransformer, SamplingConfig
+    from .streaming import GenerationStream
 
 DEFAULT_MODEL = "generator-mini"  # the band: drums, bass, guitar, piano, other
 SOLO_MODEL = "generator-solo-piano"  # the single-instrument mode, for slots="solo-piano"
@@ -215,6 +217,25 @@ class StemGenerator:
             raise UserError("generate_batch needs at least one seed")
         settings = Settings(slots=slots, duration=duration, **options)
         return self._generate(list(seeds), settings, progress)
+
+    def stream(self, slots: str = "vocals-free:4", duration: float = 10.0, seed: int = 0, *,
+               block: float | None = None, progress: bool = False,
+               **options: Any) -> GenerationStream:
+        """`generate`, as an iterator of audio chunks made while the tokens are sampled.
+
+        The options are `generate`'s, checked (and the model loaded, given stems encoded)
+        before this returns. Iterate over it for `StreamChunk`s (`chunk.mix`, `chunk.stems`
+        at the stream's levels, `chunk.decoded` at the model's); once it has run to the end,
+        `.output` is the GenerationOutput `generate` returns for this seed (the same audio,
+        to float rounding). `block`: seconds of audio per chunk (default 0.5): shorter comes
+        sooner, longer costs less decoding. See streaming.py for the stream's levels.
+        """
+        from .streaming import GenerationStream
+        started = time.perf_counter()
+        if block is not None and not (isinstance(block, (int, float)) and block > 0):
+            raise UserError(f"block {block}: must be a positive number of seconds")
+        settings = Settings(slots=slots, duration=duration, **options)
+        return GenerationStream(self, self._plan(settings), seed, progress, block, started)
 
     # -- the steps ----------------------------------------------------------------------------
     def _generate(self, seeds: list[int], settings: Settings,

@@ -14,6 +14,18 @@ from ..audio import balance, mix
 from ..audio import save_audio as _save_audio
 from ..errors import UserError
 
+# in an output folder while a stream writes it (sinks.StreamFolder); meta.json comes last
+STREAMING_MARK = ".streaming"
+
+
+def check_replaceable(folder: Path) -> None:
+    """Only an earlier generation (it has meta.json) or what an interrupted stream left (its
+    mark) is replaced, never other files: UserError otherwise."""
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "meta.json").is_file() \
+            and not (folder / STREAMING_MARK).is_file():
+        raise UserError(f"{folder} exists and holds files that are not a generation; "
+                        "give another output folder")
+
 
 @dataclass
 class GenerationOutput:
@@ -69,10 +81,7 @@ class GenerationOutput:
         Returns the folder."""
         from ..plots import stems_picture
         folder = Path(folder)
-        if folder.is_dir() and any(folder.iterdir()) and not (folder / "meta.json").is_file():
-            # only an earlier generation (it has meta.json) is replaced, never other files
-            raise UserError(f"{folder} exists and holds files that are not a generation; "
-                            "give another output folder")
+        check_replaceable(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,32 @@
+"""bench/generate_speed.py --json: its keys, the streamed figures among them (a smoke run of
+the tiny config on the debug codec; the figures themselves are not checked)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generate_speed_json_keeps_its_keys_and_adds_the_streamed_figures(tmp_path):
+    bench = load_bench("generate_speed")
+    path = tmp_path / "speed.json"
+    bench.main(["--config", str(ROOT / "configs" / "tiny-test.yaml"), "--codec", "debug",
+                "--slots", "1", "2", "--duration", "0.2", "--repeats", "1", "--kv-slots", "1",
+                "--kv-points", "2", "--kv-steps", "1", "--no-gpu", "--json", str(path)])
+    result = json.loads(path.read_text())
+    assert {"device", "rtf", "kv_speedup", "details", "time_to_first_audio",
+            "rtf_stream"} <= set(result)
+    assert set(result["rtf"]) == set(result["rtf_stream"]) == set(
+        result["time_to_first_audio"]) == {"1", "2"}
+    for slots in ("1", "2"):
+        stream = result["details"]["runs"][slots]["stream"]
+        assert 0 < result["time_to_first_audio"][slots] <= stream["stream_s"]
+        assert result["rtf_stream"][slots] == 0.2 / stream["stream_s"]
