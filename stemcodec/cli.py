@@ -10,6 +10,8 @@ COMMANDS = {
     "render": ("stemcodec.corpus.render", "render scores into a multitrack corpus of exact stems"),
     "prepare": ("stemcodec.corpus.prepare", "separate and encode songs into a token cache"),
     "generate": ("stemcodec.generate", "generate stems with a trained model"),
+    "launch": ("stemcodec.training.launch",
+               "accelerate launch for the trainers: clean stops, their exit codes, no traceback"),
 }
 
 

@@ -76,3 +76,20 @@ def test_every_shipped_config_loads_into_its_trainer():
             cfg.model.validate()
         seen += 1
     assert seen >= 8
+
+
+def test_the_readme_trains_on_the_cache_it_prepares():
+    """The README's training commands prepare the folk-band cache where configs/mini.yaml (and
+    the baselines trained like it) read it, so `--config configs/mini.yaml` without
+    data.cache=, and the resume with out= alone, find it."""
+    import re
+
+    from stemcodec.training.config import TrainConfig
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    caches = {load_config(TrainConfig, root / "configs" / name).data.cache
+              for name in ("mini.yaml", "baseline-mix.yaml", "baseline-no-slot-attention.yaml")}
+    assert len(caches) == 1
+    prepared = re.findall(r"stemcodec\.prepare \S*folk-band --out (\S+)", readme)
+    given = re.findall(r"data\.cache=(\S+)", readme)
+    assert prepared and given and set(prepared) | set(given) == caches

@@ -1,14 +1,26 @@
 """train/train.py: learns, resumes exactly (EMA included), scores and exports the same
-weights, stops cleanly on NaN, and refuses foreign caches, changed architectures and a
-keep_last that would delete the checkpoint just written."""
+weights, stops cleanly on NaN and on SIGINT / SIGTERM (a checkpoint at the step), resumes with
+`out=DIR` alone, and refuses foreign caches, changed architectures and a keep_last that would
+delete the checkpoint just written."""
 
 import json
+import signal
+import sys
 
 import pytest
 import torch
 
 from synthetic_cache import CODEC, make_cache
-from train_scripts import ROOT, ok, one_line_error, run_script
+from train_scripts import (
+    ROOT,
+    ctrl_c_in_a_terminal,
+    finish,
+    ok,
+    one_line_error,
+    run_script,
+    signal_at,
+    start_script,
+)
 
 CONFIG = str(ROOT / "configs" / "tiny-test.yaml")
 
@@ -168,3 +180,116 @@ def test_mix_and_no_slot_attention_baselines_train(cache, tmp_path):
     assert ok(train(cache, tmp_path / "mix", "steps=3", "model.mode=mix"))
     assert ok(train(cache, tmp_path / "noslot", "steps=3", "model.slot_attention=false"))
 
+
+# long enough that a signal sent at step 3 lands well before the end; EMA and validation on,
+# so their state (and the global RNG validation draws from) must come back too; a loader
+# worker, which a signal to the whole process group reaches as well
+STOP_ARGS = ["steps=100", "save_every=100", "eval_every=40", "ema_decay=0.9",
+             "data.num_workers=1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    cache = make_cache(root / "cache", n_songs=6, frames=80)
+    assert ok(train(cache, root / "run", *STOP_ARGS))
+    return cache, root / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, False), (signal.SIGINT, True),
+                                           (signal.SIGTERM, True)],
+                         ids=["kill", "ctrl-c", "scheduler"])
+def test_a_signal_saves_the_step_and_out_alone_resumes_it_exactly(uninterrupted, tmp_path,
+                                                                  signum, group):
+    """SIGTERM to the trainer (kill), SIGINT to its process group (Ctrl-C in a terminal) or
+    SIGTERM to the group (a job scheduler; the loader's worker must not die of it): a
+    checkpoint at the step reached (no periodic one is due), one line, exit code 128 +
+    signal; then `train.py out=DIR` alone, with the stored config, trains on exactly as the
+    run that was never stopped, step for step."""
+    cache, full = uninterrupted
+    parts = tmp_path / "parts"
+    stopped = signal_at(start_script("train", "--config", CONFIG, f"data.cache={cache}",
+                                     f"out={parts}", *STOP_ARGS), parts, 3, signum, group)
+    assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    step = max(losses(parts))
+    assert 3 <= step < 100
+    checkpoint = parts / "checkpoints" / f"step_{step:07d}"
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {checkpoint}; "
+        f"the same command (or out={parts} alone) resumes")
+    assert sorted((parts / "checkpoints").iterdir()) == [checkpoint]
+
+    assert ok(run_script("train", f"out={parts}"))
+    assert [r["step"] for r in log(parts) if "loss" in r] == list(range(1, 101))
+    a, b = losses(full), losses(parts)
+    for s in a:
+        assert abs(a[s] - b[s]) < 1e-6, s
+    valid = [(r["step"], r["valid/loss"]) for r in log(full) if "valid/loss" in r]
+    assert valid == [(r["step"], pytest.approx(r["valid/loss"], abs=1e-6))
+                     for r in log(parts) if "valid/loss" in r]
+    wa, wb = weights(full), weights(parts)  # the exported EMA weights
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_a_relaunch_with_out_alone_takes_the_stored_config(cache, tmp_path):
+    """The README's resume command: no --config, no data.cache. The run's own config comes
+    back (cache, learning rate, the tiny model), overrides apply on top (steps), stop_after
+    belonged to the first launch only, and an architecture change is still one line."""
+    out = tmp_path / "run"
+    assert ok(train(cache, out, "steps=4", "optim.lr=1e-3", "stop_after=2"))
+    assert max(losses(out)) == 2
+    assert ok(run_script("train", f"out={out}", "steps=6"))
+    assert sorted(losses(out)) == list(range(1, 7))
+    stored = json.loads((out / "train_config.json").read_text())
+    assert stored["data"]["cache"] == str(cache) and stored["optim"]["lr"] == 1e-3
+    assert stored["steps"] == 6 and stored["stop_after"] is None and stored["model"]["dim"] == 32
+    err = one_line_error(run_script("train", f"out={out}", "steps=8", "model.dim=64"))
+    assert f"{out} was trained with model.dim=32, not 64" in err
+
+
+@pytest.mark.slow
+def test_help_lists_every_key_with_its_default():
+    result = run_script("train", "--help")
+    assert ok(result)
+    for entry in ("optim.lr=0.0003", "data.window=500", "model.slot_attention=true",
+                  "ema_decay=0.0", "codec_id=null", "keep_last=3", "train_config.json"):
+        assert entry in result.stdout, entry
+    assert "windows per process per micro-step" in result.stdout  # the field's comment
+
+
+LAUNCH = [sys.executable, "-m", "stemcodec.launch", "--cpu", "--num_processes", "1",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+@pytest.mark.slow
+def test_under_the_launcher_errors_and_stops_keep_the_trainers_line_and_code(cache, tmp_path):
+    """`stemcodec launch` (accelerate launch's options): the trainer's one-line error keeps
+    its exit code, with no launcher traceback; a SIGTERM sent to the launcher alone reaches
+    the trainer (accelerate's own launcher dies and leaves it training); a Ctrl-C typed in a
+    terminal waits for the trainer's checkpoint and exits with 130."""
+    args = ["--config", CONFIG, f"data.cache={cache}"]
+    failed = finish(start_script("train", *args, f"out={tmp_path / 'x'}", "keep_last=0",
+                                 launcher=LAUNCH))
+    assert "keep_last=0" in one_line_error(failed)
+
+    out = tmp_path / "killed"
+    stopped = signal_at(start_script("train", *args, f"out={out}", *STOP_ARGS, launcher=LAUNCH),
+                        out, 3, signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    step = max(losses(out))
+    assert stopped.stderr.strip().splitlines()[-1].startswith(f"stopped by SIGTERM at step {step};")
+    assert (out / "checkpoints" / f"step_{step:07d}" / "progress.json").is_file()
+
+    out = tmp_path / "ctrl-c"
+    code, shown = ctrl_c_in_a_terminal("train", *args, f"out={out}", *STOP_ARGS, out=out, step=3,
+                                       launcher=LAUNCH)
+    assert code == 130, shown[-3000:]
+    assert "Traceback" not in shown
+    step = max(losses(out))
+    assert shown.strip().splitlines()[-1].startswith(f"stopped by SIGINT at step {step};"), shown
+    assert (out / "checkpoints" / f"step_{step:07d}" / "progress.json").is_file()

@@ -1,8 +1,9 @@
-"""train/train_codec.py: learns, resumes exactly, writes a codec load_codec reads, and turns
-bad corpora and configs into one-line errors."""
+"""train/train_codec.py: learns, resumes exactly (after SIGTERM too, with `out=DIR` alone),
+writes a codec load_codec reads, and turns bad corpora and configs into one-line errors."""
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from stemcodec.codec.codebooks import (
 )
 from stemcodec.codec.mini import CodecModule
 from stemcodec.training.codec_data import SegmentDataset, piece_key, scan_corpora, split_stems
-from train_scripts import ROOT, ok, one_line_error, run_script
+from train_scripts import ROOT, ok, one_line_error, run_script, signal_at, start_script
 
 CONFIG = str(ROOT / "configs" / "codec-tiny-test.yaml")
 RATE = 24000
@@ -94,6 +95,46 @@ def test_resume_matches_uninterrupted_run(corpus, tmp_path, adversarial):
     assert wa.keys() == wb.keys()
     for name in wa:  # weights and codebooks (EMA buffers, dead-code resets) alike
         assert torch.allclose(wa[name], wb[name], atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_step_and_out_alone_resumes_it_exactly(corpus, tmp_path):
+    """SIGTERM mid-run: a checkpoint at the step reached (codebooks, dead-code resets, the
+    optimizer and the RNG with it), one line, exit code 143; `train_codec.py out=DIR` alone
+    then trains on with the stored config, step for step as the run never stopped."""
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    args = ["steps=40", "save_every=40", "eval_every=100"]
+    assert ok(train(corpus, full, *args))
+    stopped = signal_at(start_script("train_codec", "--config", CONFIG, f"data.corpora={corpus}",
+                                     f"out={parts}", *args), parts, 3, signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr
+    step = max(r["step"] for r in log(parts))
+    assert 3 <= step < 40
+    assert stopped.stderr.strip().splitlines()[-1].startswith(
+        f"stopped by SIGTERM at step {step}; checkpoint {parts / 'checkpoints'}/step_{step:07d};")
+    assert [p.name for p in (parts / "checkpoints").iterdir()] == [f"step_{step:07d}"]
+
+    assert ok(run_script("train_codec", f"out={parts}"))
+    a = {r["step"]: r["loss"] for r in log(full) if "loss" in r}
+    b = [(r["step"], r["loss"]) for r in log(parts) if "loss" in r]
+    assert [s for s, _ in b] == list(range(1, 41))
+    for s, loss in b:
+        assert abs(a[s] - loss) < 1e-6, s
+    from safetensors.torch import load_file
+    wa, wb = load_file(full / "model.safetensors"), load_file(parts / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_help_lists_every_key_with_its_default():
+    result = run_script("train_codec", "--help")
+    assert ok(result)
+    for entry in ("model.n_q=4", "model.decoder=istft", "losses.mel_scales=[64, 128, 256, 512, "
+                  "1024, 2048]", "freeze=[]", "init_from=null", "data.segment_seconds=1.0"):
+        assert entry in result.stdout, entry
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 test_train.py and test_train_codec.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +155,86 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == list(range(1, 11))
     assert (tmp_path / "train_config.json").is_file()
+
+
+def test_a_relaunch_starts_from_the_stored_config_with_the_launch_on_top(tmp_path):
+    """Defaults, then the run folder's train_config.json, then --config, then overrides;
+    stop_after is not inherited, and `out` is the folder the config was read from (a moved
+    run trains where it is now)."""
+    from stemcodec.training.config import parse_args
+    out = tmp_path / "moved"
+    out.mkdir()
+    stored = TrainConfig(out="runs/elsewhere", steps=50, stop_after=10)
+    stored.data.cache, stored.model.dim, stored.optim.lr = "my/cache", 64, 1e-3
+    (out / "train_config.json").write_text(json.dumps(to_dict(stored)))
+
+    def parse(*argv):
+        return parse_args(TrainConfig, list(argv), "train.py", "", "")
+
+    cfg = parse(f"out={out}", "steps=80")
+    assert (cfg.out, cfg.steps, cfg.stop_after) == (str(out), 80, None)
+    assert (cfg.data.cache, cfg.model.dim, cfg.optim.lr) == ("my/cache", 64, 1e-3)
+    assert cfg.model.num_layers == stored.model.num_layers and cfg.optim.betas == (0.9, 0.95)
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text(f"out: {out}\nmodel:\n  dim: 32\n")  # a section merges key by key
+    cfg = parse("--config", str(yaml), "optim.lr=2e-3")
+    assert (cfg.model.dim, cfg.data.cache, cfg.optim.lr, cfg.steps) == (32, "my/cache", 2e-3, 50)
+    fresh = parse(f"out={tmp_path / 'new'}")  # no run there: the defaults
+    assert fresh.data.cache == TrainConfig().data.cache and fresh.steps == TrainConfig().steps
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"optim": {"lrate": 1}}', "train_config.json: unknown config key 'optim.lrate'"),
+    ("{not json", "train_config.json is unreadable"),
+    ("[1, 2]", "must hold a mapping"),
+])
+def test_a_bad_stored_config_is_one_line_naming_the_file(tmp_path, content, expected):
+    from stemcodec.training.config import parse_args
+    (tmp_path / "train_config.json").write_text(content)
+    with pytest.raises(UserError, match=expected.replace("[", r"\[")) as info:
+        parse_args(TrainConfig, [f"out={tmp_path}"], "train.py", "", "")
+    assert "\n" not in str(info.value)
+
+
+def test_help_lists_every_key_with_its_default_and_comment():
+    from stemcodec.config import describe
+    from stemcodec.training.config import keys_help
+    for cls in (TrainConfig, CodecTrainConfig):
+        text = keys_help(cls, "steps=10")
+        rows = describe(cls)
+        assert len(rows) > 30
+        for key, default, _ in rows:
+            assert f"  {key}={default}" in text, key
+    rows = {key: (default, note) for key, default, note in describe(TrainConfig)}
+    assert rows["optim.betas"] == ("[0.9, 0.95]", "")
+    assert rows["keep_last"] == ("3", "checkpoints kept (at least 1: the one just written)")
+    assert rows["ema_decay"][1].startswith("0: no EMA")  # a comment on the lines above
+    assert describe(CodecTrainConfig)[0][0] == "model.type"  # a mapping lists its keys
+
+
+class OneProcess:  # what StopSignals needs of an Accelerator
+    num_processes, is_main_process, device = 1, False, "cpu"
+
+
+def test_a_stop_signal_is_noted_not_obeyed_until_the_loop_asks():
+    import os
+    import signal
+
+    from stemcodec.training.signals import StopSignals
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stop = StopSignals(OneProcess())
+    try:
+        assert not stop.requested()
+        os.kill(os.getpid(), signal.SIGTERM)  # would end this process without the handler
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal: still stopping for SIGTERM
+        assert stop.requested() and stop.signum == signal.SIGTERM
+    finally:
+        stop.restore()
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert stop.report(7, None, Path("runs/x")) == 143
+
+
+def test_the_launcher_exits_with_the_trainers_code():
+    from stemcodec.training.launch import exit_code
+    assert [exit_code(c) for c in (0, 2, 130, 143)] == [0, 2, 130, 143]
+    assert exit_code(-9) == 137 and exit_code(None) == 1

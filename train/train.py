@@ -1,11 +1,13 @@
 """Train the multi-stream transformer on a token cache, with accelerate.
 
     accelerate launch train/train.py --config configs/mini.yaml data.cache=CACHE out=runs/mini
-    accelerate launch train/train.py --config configs/mini.yaml out=runs/mini   # resumes
+    accelerate launch train/train.py out=runs/mini   # resumes, with the run's stored config
 
 Reading order: batches -> evaluation -> export -> main (setup, resume, the loop). The config,
 the run folder, the schedule and the progress plumbing live in stemcodec.training.
 The device, precision (bf16 on GPU) and number of processes come from `accelerate config`.
+Ctrl-C or SIGTERM: the step in progress finishes, a checkpoint is saved, one line says where
+(stemcodec/training/signals.py).
 Run folder (stemcodec/training/run.py):
     OUT/model.safetensors + config.json   the latest model (from_pretrained(OUT) loads it)
     OUT/checkpoints/step_XXXXXXX/         full training state for resume (last few kept)
@@ -38,6 +40,7 @@ from stemcodec.training.ema import EMA
 from stemcodec.training.progress import Progress, check_finite, due, progress_bar
 from stemcodec.training.samplers import ShuffledBatches
 from stemcodec.training.schedule import learning_rate
+from stemcodec.training.signals import StopSignals, quiet_worker
 
 logger = logging.getLogger("train")
 
@@ -173,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sampler = ShuffledBatches(len(train_set), cfg.batch_size, cfg.seed,
                               start_batch=progress.step * cfg.grad_accum,
                               rank=accelerator.process_index, world=accelerator.num_processes)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+                              worker_init_fn=quiet_worker)
     valid_loader = DataLoader(valid_set, batch_size=cfg.batch_size, shuffle=False)
     # validation shards across processes; training batches are already per-process
     valid_loader = accelerator.prepare_data_loader(valid_loader) if len(valid_set) else None
@@ -195,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens, t0 = 0, time.perf_counter()
     model.train()
     last_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
+    stop, stopping = StopSignals(accelerator), False
     try:
         for batch in train_loader:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
@@ -235,14 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.append_log(accelerator, out, {"step": progress.step, **metrics})
                 if metrics:
                     accelerator.print(f"step {progress.step}: valid loss {metrics['valid/loss']:.4f}")
-            if due(progress.step, cfg.save_every, last_step):
+            stopping = stop.requested()  # SIGINT / SIGTERM: a checkpoint here, then stop
+            if stopping or due(progress.step, cfg.save_every, last_step):
                 last_good = run.save_checkpoint(accelerator, out, progress.step, cfg.keep_last,
                                                 export, export_inside=True)
-            if progress.step >= last_step:
+            if stopping or progress.step >= last_step:
                 break
     finally:
+        stop.restore()
         bar.close()
     accelerator.end_training()
+    if stopping and progress.step < last_step:  # (a signal during the last step: finished)
+        return stop.report(progress.step, last_good, out)
     accelerator.print(f"trained to step {progress.step}; model: {out} "
                       f"(load with MultiStreamTransformer.from_pretrained('{out}'))")
     return 0

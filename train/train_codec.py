@@ -2,6 +2,7 @@
 
     accelerate launch train/train_codec.py --config configs/codec-mini.yaml
     accelerate launch train/train_codec.py --config configs/codec-mini.yaml steps=40000  # resumes
+    accelerate launch train/train_codec.py out=runs/codec-mini   # resumes with its stored config
 
 Reading order: evaluation -> export -> init -> main (setup, resume, the loop). The model, its
 codebook upkeep and its losses live in stemcodec.codec (mini.py, codebooks.py, losses.py); the
@@ -37,10 +38,12 @@ from stemcodec.codec.codebooks import (
     replace_dead_codes,
     sync_codebooks,
 )
+from stemcodec.codec.istft import ISTFTDecoder
 from stemcodec.codec.losses import (
     Balancer,
     MultiResolutionSTFT,
     MultiScaleMel,
+    PhaseAdvance,
     feature_matching,
     hinge_discriminator,
     hinge_generator,
@@ -60,6 +63,7 @@ from stemcodec.training.config import CodecTrainConfig, check_codec_config, pars
 from stemcodec.training.progress import Progress, check_finite, due, progress_bar
 from stemcodec.training.samplers import StepBatches
 from stemcodec.training.schedule import learning_rate
+from stemcodec.training.signals import StopSignals, quiet_worker
 
 logger = logging.getLogger("train_codec")
 
@@ -108,9 +112,11 @@ def load_init(codec: nn.Module, cfg: CodecTrainConfig) -> None:
                         "model.safetensors), e.g. stemcodec/assets/codec-mini or runs/codec-mini")
     state, saved = load_pretrained(folder)
     saved = {**DECODER_DEFAULTS, **saved}  # codecs saved before the iSTFT decoder: SEANet
-    # a decoder_noise gate starts closed: a decoder without one may start a decoder with one
-    keys = CONFIG_KEYS if "decoder" not in cfg.init_parts else \
-        (*CONFIG_KEYS, *(k for k in DECODER_DEFAULTS if k != "decoder_noise"))
+    # a decoder_noise gate starts closed and an accumulated phase's frequency head at the bins'
+    # centres: a decoder without them may start a decoder with them (their heads start fresh)
+    encoder_keys = ("encoder", "encoder_dim", "encoder_layers")
+    keys = (*CONFIG_KEYS, *encoder_keys) if "decoder" not in cfg.init_parts else \
+        (*CONFIG_KEYS, *(k for k in DECODER_DEFAULTS if k not in ("decoder_noise", "decoder_phase")))
     for key in keys:
         if saved.get(key) != cfg.model.get(key):
             raise UserError(f"init_from={folder} has model.{key}={saved.get(key)!r}, this "
@@ -169,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     mel = MultiScaleMel(rate, cfg.losses.mel_scales, cfg.losses.n_mels).to(accelerator.device)
     stft = MultiResolutionSTFT(cfg.losses.stft_windows)
     w = cfg.losses
+    phase_loss = None
+    if w.phase > 0:
+        if not isinstance(codec.decoder, ISTFTDecoder):
+            raise UserError("losses.phase needs an iSTFT decoder (model.decoder=istft)")
+        phase_loss = PhaseAdvance(codec.decoder.n_fft, codec.decoder.hop).to(accelerator.device)
     disc = d_optimizer = balancer = None
     # prepared and checkpointed in this order: codec, optimizer (, discriminator, its
     # optimizer), then the registered objects: (the balancer,) the step
@@ -202,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           accelerator.num_processes)
     # its own generator: a loader must not draw from the global RNG (resume would diverge)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-                        generator=torch.Generator())
+                        generator=torch.Generator(), worker_init_fn=quiet_worker)
     valid = validation_segments(stems["valid"], cfg.eval_segments, length, rate, cfg.seed,
                                 cfg.data.silence_db)
     n_params = sum(p.numel() for p in codec.parameters())
@@ -221,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     last_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
     replaced, t0, steps_timed = 0, time.perf_counter(), 0
     module.train()
+    stop, stopping = StopSignals(accelerator), False
     try:
         for x in loader:
             x = x.to(accelerator.device)  # [B, 1, S]
@@ -236,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parts = {"l1": F.l1_loss(y, x), "mel": mel(y, x), "commit": penalty}
             if w.stft > 0:
                 parts["stft"] = stft(y, x)
+            if phase_loss is not None:
+                parts["phase"] = phase_loss(codec.decoder.last_phase, x)
 
             if disc is not None:  # the discriminator's step, on real and (detached) fake
                 for group in d_optimizer.param_groups:
@@ -257,12 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts["feat"] = feature_matching(real_maps, fake_maps)
 
             loss = w.l1 * parts["l1"] + w.mel * parts["mel"] + w.commitment * parts["commit"] \
-                + w.stft * parts.get("stft", 0.0)
+                + w.stft * parts.get("stft", 0.0) + w.phase * parts.get("phase", 0.0)
             check_finite(accelerator, loss, progress.step, last_good, "lower optim.lr")
             if balancer is not None:
                 grad = balancer.gradient({k: parts[k] for k in balancer.weights}, y,
                                          lambda t: accelerator.reduce(t, "mean"))
-                accelerator.backward((y * grad.detach()).sum() + w.commitment * parts["commit"])
+                accelerator.backward((y * grad.detach()).sum() + w.commitment * parts["commit"]
+                                     + w.phase * parts.get("phase", 0.0))
             else:
                 accelerator.backward(loss)
             if cfg.optim.grad_clip > 0:
@@ -301,14 +316,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bar.write(f"step {progress.step}: " + ", ".join(
                         f"{k[6:]} {v:.3f}" for k, v in metrics.items()))
                 accelerator.wait_for_everyone()
-            if due(progress.step, cfg.save_every, last_step):
+            stopping = stop.requested()  # SIGINT / SIGTERM: a checkpoint here, then stop
+            if stopping or due(progress.step, cfg.save_every, last_step):
                 last_good = run.save_checkpoint(accelerator, out, progress.step, cfg.keep_last,
                                                 save)
-            if progress.step >= last_step:
+            if stopping or progress.step >= last_step:
                 break
     finally:
+        stop.restore()
         bar.close()
     accelerator.end_training()
+    if stopping and progress.step < last_step:  # (a signal during the last step: finished)
+        return stop.report(progress.step, last_good, out)
     accelerator.print(f"trained to step {progress.step}; codec: {out} "
                       f"(load with load_codec('{out}'))")
     return 0

@@ -3,12 +3,16 @@
     cfg = parse_args(TrainConfig, ["--config", "configs/mini.yaml", "optim.lr=1e-4"])
 
 The field names are those of the YAML files and of every run folder's train_config.json, so a
-renamed field would stop old runs from resuming.
+renamed field would stop old runs from resuming. A launch into a run folder that has a
+train_config.json starts from that config (`train.py out=runs/mini` alone resumes the run);
+the launch's `--config` file and overrides go on top.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +20,11 @@ from typing import Any, Literal, TypeVar
 
 from ..codec import CONFIG_KEYS, DECODER_DEFAULTS, MINI_CONFIG
 from ..codec.mini import PARTS
-from ..config import load_config
+from ..config import ConfigError, describe, load_config
 from ..corpus.dataset import DataConfig
 from ..errors import UserError
 from ..model.config import ModelConfig
+from .run import TRAIN_CONFIG
 
 T = TypeVar("T")
 
@@ -88,6 +93,8 @@ class LossConfig:
     # multi-resolution STFT on linear frequency (windows long enough to resolve harmonics)
     stft: float = 0.0
     stft_windows: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
+    # an iSTFT decoder's phase advance per bin against the reference's (its partials' frequency)
+    phase: float = 0.0
     commitment: float = 1.0  # the quantizer's commitment penalty (not balanced)
     adversarial: bool = False  # MS-STFT discriminator + feature matching, through the balancer
     adv: float = 3.0
@@ -134,15 +141,69 @@ class CodecTrainConfig:
 
 
 # -- reading and checking -------------------------------------------------------------------
+# what one launch asks for, not a setting of the run: a relaunch does not inherit it
+PER_LAUNCH = ("stop_after",)
+
+
 def parse_args(cls: type[T], argv: Sequence[str] | None, prog: str, description: str,
                example: str) -> T:
-    """`--config FILE` and `key=value` overrides into the config dataclass `cls`."""
+    """`--config FILE` and `key=value` overrides into the config dataclass `cls`, on top of
+    the run folder's stored config when `out` already holds a run (see stored_config)."""
     p = argparse.ArgumentParser(prog=prog, description=description,
-                                epilog=f"Overrides: key=value with dotted keys, e.g. {example}")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=keys_help(cls, example))
     p.add_argument("--config", type=Path, default=None, help="YAML config (configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     args = p.parse_args(argv)
-    return load_config(cls, args.config, args.overrides)
+    cfg = load_config(cls, args.config, args.overrides)
+    out = Path(cfg.out)  # type: ignore[attr-defined]
+    stored = stored_config(out)
+    if stored is None:
+        return cfg
+    try:
+        return load_config(cls, args.config, args.overrides, base=stored)
+    except ConfigError as exc:  # a key of an older version, or a hand-edited file
+        raise ConfigError(f"{out / TRAIN_CONFIG}: {exc}; fix the file or use another out "
+                          "folder") from None
+
+
+def stored_config(out: Path) -> dict[str, Any] | None:
+    """The config a run folder was last launched with, as the base of a relaunch: without
+    the per-launch keys, and with `out` set to the folder it was read from (a moved run
+    trains where it is now)."""
+    path = out / TRAIN_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}); fix it or use another out folder") from None
+    if not isinstance(stored, dict):
+        raise UserError(f"{path} must hold a mapping of keys to values")
+    for key in PER_LAUNCH:
+        stored.pop(key, None)
+    return {**stored, "out": str(out)}
+
+
+def keys_help(cls: type, example: str) -> str:
+    """The --help epilog: how overrides work, and every key with its default and comment."""
+    rows = describe(cls)
+    width = min(34, max(len(k) + len(v) + 1 for k, v, _ in rows))
+    intro = (f"Overrides: key=value with dotted keys, e.g. {example}. Each key takes its "
+             f"default (below), then the value in the run folder's {TRAIN_CONFIG} when `out` "
+             "already holds a run (so `out=DIR` alone resumes it; "
+             f"{', '.join(PER_LAUNCH)} is not kept), then the --config file's, then the "
+             "override's.")
+    lines = [*textwrap.wrap(intro, 100), "", "keys (default, what):"]
+    for key, value, note in rows:
+        entry = f"  {key}={value}"
+        if not note:
+            lines.append(entry)
+            continue
+        pad = max(width + 3, len(entry) + 2)
+        lines.extend(textwrap.wrap(note, 100, initial_indent=entry.ljust(pad),
+                                   subsequent_indent=" " * (width + 3)))
+    return "\n".join(lines)
 
 
 def check_run(cfg: TrainConfig | CodecTrainConfig) -> None:
