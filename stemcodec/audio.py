@@ -1,18 +1,15 @@
 """Audio I/O and small DSP: load any file libsndfile reads, resample, channels, silence, mix.
 
 Waveforms are float32 tensors laid out `[C, S]` (channels, samples).
-Files are decoded by soundfile (libsndfile) only: torchaudio.load needs FFmpeg/torchcodec.
-ffprobe, when installed, only checks a decoded file for damage (stemcodec.damage).
+Files are decoded by soundfile (libsndfile), block by block (stemcodec.decode; a long MP3 by
+ffmpeg, which libsndfile decodes wrongly in blocks): torchaudio.load needs FFmpeg/torchcodec.
+ffprobe, when installed, checks a decoded file for damage (stemcodec.damage).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,18 +18,15 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .damage import check_decoded
+from .decode import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # where callers have found them
+from .decode import is_audio_path as is_audio_path
+from .decode import read_blocks, scan, short
 from .errors import AudioError
 from .files import temporary_beside
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 SILENCE_DB = -60.0
-
-
-def is_audio_path(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
 @dataclass
@@ -66,37 +60,11 @@ def load_audio(
 
 def read_file(path: str | os.PathLike) -> Decoded:
     """Decode a whole file as it is (its rate and channels), checked for damage
-    (stemcodec.damage). AudioError with a short reason when it cannot be used."""
-    path = Path(path)
-    if not is_audio_path(path):
-        raise AudioError(f"unsupported extension '{path.suffix or '(none)'}' "
-                         f"(expected one of {', '.join(AUDIO_EXTENSIONS)})")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise AudioError(f"cannot read file ({exc.strerror})") from None
-    if size == 0:
-        raise AudioError("empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise AudioError("permission denied")
-    # bytes: a name that is not UTF-8 reaches libsndfile as the bytes it has on disk
-    name = os.fsencode(path)
-    try:
-        with _decoder_notes() as notes:
-            info = sf.info(name)
-            # whole, not in blocks: libsndfile 1.2's Vorbis reader, asked for blocks of 2048
-            # frames or more, makes up a lost page's frames at the end of the file
-            data, rate = sf.read(name, dtype="float32", always_2d=True)
-    except PermissionError:
-        raise AudioError("permission denied") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
-        raise AudioError(_failure(name, _reason(exc, notes))) from None
-    if data.shape[0] == 0:
-        raise AudioError("no samples (header only or truncated)")
-    if not np.isfinite(data).all():
-        raise AudioError("contains NaN or infinite samples")
-    verdict = check_decoded(path, info.format, rate, info.frames, data.shape[0])
-    return Decoded(_filled(data, verdict.fill), rate, info.format, verdict.warnings)
+    (stemcodec.damage). AudioError with a short reason when it cannot be used. The same
+    decoding as prepare's block by block (stemcodec.decode), kept whole."""
+    found = scan(path, keep=True)
+    data = np.concatenate(list(read_blocks(found)))
+    return Decoded(data, found.rate, found.format, found.warnings)
 
 
 def conform(decoded: Decoded, sample_rate: int | None = None, channels: int | None = None,
@@ -116,89 +84,12 @@ def conform(decoded: Decoded, sample_rate: int | None = None, channels: int | No
     return wav, rate
 
 
-@contextlib.contextmanager
-def _decoder_notes() -> Iterator[list[str]]:
-    """Catch what the decoders under libsndfile write straight to file descriptor 2, past
-    Python (libmpg123's `Note: Trying to resync...`): a run prints one line per file, and a
-    failure can name the decoder's own reason. Yields the lines, filled on exit."""
-    notes: list[str] = []
-    if sys.stderr is not None:
-        sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 to catch (a daemon): nothing will be printed anyway
-        yield notes
-        return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield notes
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            notes += caught.read().decode("utf-8", "replace").splitlines()
-
-
-def _reason(exc: Exception, notes: list[str]) -> str:
-    """The decoder's own error when it printed one, else libsndfile's, without the
-    `Error opening b'...': ` that repeats the name."""
-    for line in reversed(notes):
-        if "error: " in line:
-            return line.split("error: ", 1)[1].split(" - ")[0].strip()[:100]
-    text = getattr(exc, "error_string", None) or _short(exc)
-    if "does not exist or is not a regular file" in text:
-        return "format not recognised"  # what libsndfile says of an MP3 it cannot parse
-    text = text.removeprefix("Error : ").strip().rstrip(".")
-    return text[:1].lower() + text[1:] if text[1:2].islower() else text
-
-
-def _failure(name: bytes, reason: str) -> str:
-    """Why a file does not decode; where, when the decoder fails partway (a FLAC or MP3 cut
-    off or damaged): read again in small blocks up to the failing one."""
-    try:
-        with _decoder_notes():
-            handle = sf.SoundFile(name)
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
-        return f"not readable as audio ({reason})"
-    with handle, _decoder_notes():
-        done = 0
-        try:
-            while len(block := handle.read(1024, dtype="float32")):
-                done += len(block)
-        except (sf.LibsndfileError, RuntimeError, ValueError, OSError):
-            pass
-        total, rate = handle.frames, handle.samplerate
-    if done == 0:
-        return f"not readable as audio ({reason})"
-    return (f"corrupt or truncated: decoding fails at {done / rate:.1f} s of "
-            f"{total / rate:.1f} s ({reason})")
-
-
-def _filled(data: np.ndarray, fill: list[tuple[int, int]]) -> np.ndarray:
-    """`data` with `frames` of silence inserted before each index of `fill` (ascending)."""
-    if not fill:
-        return data
-    parts, start = [], 0
-    for at, frames in fill:
-        at = min(at, data.shape[0])
-        parts += [data[start:at], np.zeros((frames, data.shape[1]), data.dtype)]
-        start = at
-    parts.append(data[start:])
-    return np.concatenate(parts)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:120]
-
-
 def audio_info(path: str | os.PathLike) -> tuple[int, int, float]:
     """(sample_rate, channels, seconds) of a file without decoding it; AudioError if unreadable."""
     try:
         info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"not readable as audio ({_short(exc)})") from None
+        raise AudioError(f"not readable as audio ({short(exc)})") from None
     return int(info.samplerate), int(info.channels), float(info.duration)
 
 

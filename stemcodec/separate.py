@@ -74,8 +74,9 @@ class Separator:
         device = next(self.model.parameters()).device
         wav = wav.to(device, torch.float32)
         # normalised like demucs's own separate.py (mono reference), and undone after
-        ref = wav.mean(0)
-        mean, std = ref.mean(), ref.std().clamp_min(1e-8)
+        ref = wav.mean(0).double()
+        mean, std = normalisation(float(ref.sum()), float(ref.pow(2).sum()), ref.numel())
+        mean, std = mean.to(device), std.to(device)
         out = apply_model(self.model, ((wav - mean) / std)[None], shifts=0, split=True,
                           overlap=0.25, progress=progress)[0]  # [N, C, S]
         out = out * std + mean
@@ -86,6 +87,16 @@ class Separator:
         """Sources onto slots by name, in slot order; a slot with no source of its name is left
         out (with htdemucs: guitar and piano) and the caller treats it as missing."""
         return {slot: stems[slot] for slot in slots if slot in stems}
+
+
+def normalisation(total: float, squares: float, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (n - 1) of the mono mix from its sum and sum of squares, float64 sums
+    taken to float32: the same from the whole tensor or summed block by block
+    (stemcodec.blocks.separate)."""
+    mean = total / count
+    var = max(squares - total * mean, 0.0) / max(count - 1, 1)
+    return (torch.tensor(mean, dtype=torch.float32),
+            torch.tensor(var ** 0.5, dtype=torch.float32).clamp_min(1e-8))
 
 
 def _debug_model():

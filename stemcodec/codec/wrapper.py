@@ -132,10 +132,17 @@ class Codec:
         for first, last, left, right in self._chunks(total, 0 if self.causal
                                                      else self.context_frames):
             x = wav[..., (first - left) * hop: (last + right) * hop]  # [B, C, s]
-            emb = self.model.encoder(x)  # [B, D, t]
-            codes = self.model.quantizer.encode(emb, self.frame_rate, self.bandwidth)  # [Q, B, t]
-            pieces.append(codes.transpose(0, 1)[..., left: left + last - first].long())
+            pieces.append(self.encode_chunk(x, left, last - first))
         return torch.cat(pieces, dim=-1)  # [B, Q, T]
+
+    @torch.inference_mode()
+    def encode_chunk(self, x: torch.Tensor, left: int, frames: int) -> torch.Tensor:
+        """codes [B, Q, frames] of one chunk: `x` [B, C, s] holds `left` frames of context,
+        the chunk's `frames`, then any right context. What `encode` runs per chunk, and a
+        caller that encodes as the audio comes (stemcodec.blocks.encode) per block."""
+        emb = self.model.encoder(x)  # [B, D, t]
+        codes = self.model.quantizer.encode(emb, self.frame_rate, self.bandwidth)  # [Q, B, t]
+        return codes.transpose(0, 1)[..., left: left + frames].long()
 
     def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] as int64 on the codec's device; ValueError for a wrong shape or ids

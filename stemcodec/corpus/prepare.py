@@ -25,25 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import (
-    AUDIO_EXTENSIONS,
-    conform,
-    is_audio_path,
-    is_silent,
-    read_file,
-    resample,
-    to_channels,
-)
+from ..audio import AUDIO_EXTENSIONS, is_audio_path
 from ..errors import AudioError, UserError, cli
 from ..files import speed
-from ..levels import level_flags
+from ..memory import return_freed_memory
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
-from .cache import FORMAT_VERSION, CacheError, SongEntry, write_codes, write_json
+from .cache import FORMAT_VERSION, CacheError, SongEntry, write_json
+from .encode_song import Progress, encode_song
 from .layout import read_piece, song_id
+from .parallel import Ranks, WorkerSettings, run_jobs
 from .walk import shown, walk_songs
 
 logger = logging.getLogger(__name__)
@@ -75,6 +68,15 @@ class Stats:
     separate_seconds: float = 0.0
     encode_time: float = 0.0
     encode_seconds: float = 0.0
+
+    def add(self, other: Stats) -> None:
+        """Count `other`'s songs and times in (a worker's, another rank's)."""
+        for name in ("done", "cached", "seconds", "separate_time", "separate_seconds",
+                     "encode_time", "encode_seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped += other.skipped
+        for flag, n in other.flagged.items():
+            self.flagged[flag] = self.flagged.get(flag, 0) + n
 
 
 def discover(root: Path, slots: SlotSpec, instrument: str | None,
@@ -132,11 +134,11 @@ class Preparer:
 
     def __init__(self, out: Path, codec, slots: SlotSpec, separator_name: str,
                  demucs_repo: Path | None, device: str, with_mix: bool = True,
-                 warn: Callable[[Path, str], None] | None = None):
+                 warn: Callable[[Path, str], None] | None = None,
+                 progress: Progress | None = None):
         self.out = out
         self.warn = warn or (lambda path, text: logger.warning("warning %s: %s", shown(path),
                                                                text))
-        self._notes: list[tuple[Path, str, str]] = []  # (file, flag, what) of the song read
         self.codec = codec
         self.slots = slots
         self.separator_name = separator_name
@@ -145,6 +147,7 @@ class Preparer:
         self.with_mix = with_mix
         self._separator = None
         self.stats = Stats()
+        self.progress = progress  # (seconds done, in all) of the song under way
 
     # -- cache identity -------------------------------------------------------------------
     def open_cache(self, overwrite: bool) -> None:
@@ -214,36 +217,16 @@ class Preparer:
             self.stats.cached += 1
             return previous
 
-        self._notes = []
-        stems, mix = self._load(song, root)
-        lengths = [w.shape[-1] for w in stems.values()] + ([mix.shape[-1]] if mix is not None else [])
-        length = max(lengths)
-        if length < self.codec.hop_length:
-            raise AudioError(f"too short: shorter than one codec frame "
-                             f"({self.codec.hop_length / self.codec.sample_rate * 1000:.1f} ms)")
-        names = [n for n in self.slots if n in stems]
-        batch = torch.stack([_fit(stems[n], length) for n in names])  # [K', C, S]
-        t0 = time.perf_counter()
-        codes = self.codec.encode(batch.to(self.device)).cpu()  # [K', Q, T]
-        mix_codes = None
-        if mix is not None and song.kind == "single":
-            mix_codes = codes[:1]  # one stem is its own mix: no second encoding
-        elif mix is not None:
-            mix_codes = self.codec.encode(_fit(mix, length)[None].to(self.device)).cpu()
-        self.stats.encode_time += time.perf_counter() - t0
-        seconds = length / self.codec.sample_rate
-        mix_encoded = mix_codes is not None and song.kind != "single"
-        self.stats.encode_seconds += seconds * (len(names) + mix_encoded)
-
-        full = np.zeros((len(self.slots), codes.shape[1], codes.shape[2]), dtype=np.int64)
-        for i, name in enumerate(names):
-            full[list(self.slots).index(name)] = codes[i].numpy()
         shard = f"songs/{song.id}.npy"
-        write_codes(self.out / shard, full)
-        mix_shard = None
-        if mix_codes is not None:
-            mix_shard = f"songs/{song.id}.mix.npy"
-            write_codes(self.out / mix_shard, mix_codes.numpy())
+        mix_shard = f"songs/{song.id}.mix.npy" if self.with_mix else None
+        done = encode_song(song.kind, song.files, self.out / shard,
+                           self.out / mix_shard if mix_shard else None, self.codec,
+                           list(self.slots), self.separator, self.progress)
+        stats = self.stats
+        stats.encode_time += done.encode_time
+        stats.encode_seconds += done.encode_seconds
+        stats.separate_time += done.separate_time
+        stats.separate_seconds += done.separate_seconds
         entry = SongEntry(
             id=song.id,
             source=_rel(song.source, root),
@@ -251,89 +234,23 @@ class Preparer:
             files=files,
             codec_id=self.codec.codec_id,
             separator=self._separator_id(song),
-            frames=int(codes.shape[-1]),
-            seconds=round(seconds, 4),
-            present=[n in stems for n in self.slots],
-            silent=[bool(n in stems and is_silent(stems[n])) for n in self.slots],
+            frames=done.frames,
+            seconds=round(done.seconds, 4),
+            present=[done.present[n] for n in self.slots],
+            silent=[done.silent[n] for n in self.slots],
             shard=shard,
             mix_shard=mix_shard,
-            flags=self._flag_lines(root),
+            flags=_flag_lines(done.notes, root),
         )
         write_json(self.entry_path(song), entry.to_json())  # last: marks the song done
-        for path, _, text in self._notes:  # told once the song is in: a skip says it all
+        for path, _, text in done.notes:  # told once the song is in: a skip says it all
             self.warn(path, text)
-        self.stats.done += 1
-        self.stats.seconds += seconds
+        stats.done += 1
+        stats.seconds += done.seconds
         return entry
-
-    def _flag_lines(self, root: Path) -> dict[str, list[str]]:
-        flags: dict[str, list[str]] = {}
-        for path, flag, text in self._notes:
-            flags.setdefault(flag, []).append(f"{_rel(path, root)}: {text}")
-        return flags
 
     def _separator_id(self, song: Song) -> str | None:
         return self.separator_name if song.kind == "mix" else None
-
-    def _load(self, song: Song, root: Path
-              ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        rate, channels = self.codec.sample_rate, self.codec.channels
-        if song.kind == "mix":
-            return self._separate(song.files["mix"], root)
-        stems = {}
-        for role, path in song.files.items():
-            if role == "mix":
-                continue
-            try:
-                stems[role] = self._read(path, root, rate, channels)
-            except AudioError as exc:
-                if song.kind != "stems":  # the file is the song: the line names it already
-                    raise
-                raise AudioError(f"{shown(path.name)}: {exc}") from None
-        if not stems:
-            raise AudioError(f"no stems for slots {self.slots} in this folder")
-        mix = None
-        if self.with_mix and song.kind == "stems":
-            if "mix" in song.files:
-                try:
-                    mix = self._read(song.files["mix"], root, rate, channels)
-                except AudioError as exc:
-                    raise AudioError(f"mix: {exc}") from None
-            else:
-                length = max(w.shape[-1] for w in stems.values())
-                mix = sum(_fit(w, length) for w in stems.values())
-        elif self.with_mix:
-            mix = next(iter(stems.values()))
-        return stems, mix
-
-    def _read(self, path: Path, root: Path, rate: int, channels: int) -> torch.Tensor:
-        """One file at `rate` and `channels`; what is odd about it is told and flagged (its
-        levels are measured before the downmix, which would hide a dead channel)."""
-        decoded = read_file(path)
-        wav, _ = conform(decoded, rate, channels)
-        self._notes += [(path, "unreadable", text) for text in decoded.warnings]
-        self._notes += [(path, flag, text)
-                        for flag, text in level_flags(decoded.data, decoded.rate).items()]
-        return wav
-
-    def _separate(self, path: Path, root: Path
-                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        sep = self.separator()
-        wav = self._read(path, root, sep.sample_rate, sep.channels)
-        t0 = time.perf_counter()
-        sources = sep.separate(wav.to(self.device))
-        self.stats.separate_time += time.perf_counter() - t0
-        self.stats.separate_seconds += wav.shape[-1] / sep.sample_rate
-        stems = {
-            name: to_channels(resample(w.cpu(), sep.sample_rate, self.codec.sample_rate),
-                              self.codec.channels)
-            for name, w in sep.map_to_slots(sources, list(self.slots)).items()
-        }
-        mix = None
-        if self.with_mix:
-            mix = to_channels(resample(wav, sep.sample_rate, self.codec.sample_rate),
-                              self.codec.channels)
-        return stems, mix
 
     def separator(self):
         if self._separator is None:
@@ -343,17 +260,31 @@ class Preparer:
         return self._separator
 
 
+def attempt(prep: Preparer, song: Song, root: Path) -> tuple[SongEntry | None, str | None]:
+    """(entry, None) for a song prepared or found done, (None, why) for one skipped. A
+    UserError (missing weights and the like) concerns every song: it stops the run."""
+    try:
+        return prep.process(song, root), None
+    except AudioError as exc:
+        return None, str(exc)
+    except UserError:
+        raise
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:160]
+        return None, f"{type(exc).__name__}: {first}"
+
+
+def _flag_lines(notes: list[tuple[Path, str, str]], root: Path) -> dict[str, list[str]]:
+    flags: dict[str, list[str]] = {}
+    for path, flag, text in notes:
+        flags.setdefault(flag, []).append(f"{_rel(path, root)}: {text}")
+    return flags
+
+
 def _same_content(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return old.keys() == new.keys() and all(
         old[k].get("sha256") == new[k]["sha256"] and old[k].get("role") == new[k]["role"]
         for k in new)
-
-
-def _fit(wav: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero-pad or trim `[C, S]` to `length` samples."""
-    if wav.shape[-1] >= length:
-        return wav[..., :length]
-    return torch.nn.functional.pad(wav, (0, length - wav.shape[-1]))
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -402,12 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not encode the mixed audio (needed only by the mix baseline)")
     p.add_argument("--overwrite", action="store_true", help="redo every song")
     p.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes on this machine, each preparing a song at a time "
+                        "(default 1); under accelerate launch, per process")
     return p
 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_freed_memory()  # a long song's stages take turns with large blocks
     if not args.songs.exists():
         raise UserError(f"{args.songs} does not exist")
     if args.instrument is not None and args.instrument not in DEFAULT_VOCABULARY:
@@ -420,6 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give 1 or more")
+    ranks = Ranks.from_env()  # under accelerate launch / torchrun: this process's share
+    device = ranks.device(device)
+
     from ..codec import load_codec
     codec = load_codec(args.codec, args.bandwidth, repository=args.codec_repo, device=device)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -431,36 +371,83 @@ def main(argv: Sequence[str] | None = None) -> int:
     def warn(path: Path, what: str) -> None:
         bar.write(f"warning {shown(path)}: {what}", file=sys.stderr)
 
+    under_way: dict[str, str] = {}  # song id -> its name, for songs being encoded
+
+    def progress(done: float, total: float, song_id: str = "") -> None:
+        # inside a long song: seconds done (the last song that told, with --jobs)
+        name = under_way.get(song_id, next(iter(under_way.values()), ""))
+        bar.set_postfix_str(f"{name} {done:.0f}/{total:.0f} s")
+
     prep = Preparer(args.out, codec, slots, args.separator, args.demucs_repo, device,
-                    with_mix=not args.no_mix, warn=warn)
-    prep.open_cache(args.overwrite)  # before the bar: a refusal is one line of its own
+                    with_mix=not args.no_mix, warn=warn, progress=progress)
+    if ranks.rank == 0:
+        prep.open_cache(args.overwrite)  # before the bar: a refusal is one line of its own
+    ranks.barrier()  # the others check the cache rank 0 made (and emptied, --overwrite)
+    if ranks.rank != 0:
+        prep.open_cache(False)
     stats = prep.stats
-    bar = tqdm(total=0, unit="song", desc="prepare", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=0, unit="song", file=sys.stderr, dynamic_ncols=True,
+               desc="prepare" + (f" rank {ranks.rank}/{ranks.world}" if ranks.world > 1 else ""))
 
     start = time.perf_counter()
     root = args.songs if args.songs.is_dir() else args.songs.parent
-    songs = discover(args.songs, slots, args.instrument, report)
-    bar.total = len(songs)
+    # what is wrong with the folder itself is told once, by rank 0
+    songs = discover(args.songs, slots, args.instrument,
+                     report if ranks.rank == 0 else lambda path, reason: None)
+    mine = [song for song in songs if ranks.owns(song.id)]
+    bar.total = len(mine)
     bar.refresh()
-    entries = []
-    for song in songs:
-        bar.set_postfix_str(shown(song.source.name)[:30])
-        try:
-            entry = prep.process(song, root)
-        except AudioError as exc:
-            report(song.source, str(exc))
-        except UserError:
-            raise  # missing weights and the like concern every song: stop with one line
-        except (RuntimeError, ValueError, OSError) as exc:
-            report(song.source, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    entries: dict[str, SongEntry] = {}
+
+    def finished(song: Song, entry: SongEntry | None, reason: str | None) -> None:
+        under_way.pop(song.id, None)
+        if entry is None:
+            report(song.source, reason or "")
         else:
-            entries.append(entry)
+            entries[song.id] = entry
             for flag in entry.flags:
                 stats.flagged[flag] = stats.flagged.get(flag, 0) + 1
         bar.update(1)
+
+    if args.jobs == 1:
+        for song in mine:
+            under_way.clear()
+            under_way[song.id] = shown(song.source.name)[:30]
+            bar.set_postfix_str(under_way[song.id])
+            finished(song, *attempt(prep, song, root))
+    else:
+        settings = WorkerSettings(args.out, args.codec, args.bandwidth, args.codec_repo, slots,
+                                  args.separator, args.demucs_repo, device, not args.no_mix,
+                                  threads=max(1, torch.get_num_threads() // args.jobs))
+        under_way.update((song.id, shown(song.source.name)[:30]) for song in mine)
+        for song, outcome in run_jobs(mine, root, args.jobs, settings,
+                                      lambda sid, done, total: progress(done, total, sid)):
+            for path, text in outcome.warnings:
+                warn(path, text)
+            stats.add(outcome.stats)
+            finished(song, outcome.entry, outcome.skipped)
     bar.close()
-    write_manifest(args.out, codec.info(), slots, entries)
     took = time.perf_counter() - start
+    everyone = ranks.gather((entries, stats, took))
+    if ranks.rank == 0:
+        merged: dict[str, SongEntry] = {}
+        total = Stats()
+        for theirs, their_stats, their_time in everyone:
+            merged.update(theirs)
+            total.add(their_stats)
+            took = max(took, their_time)
+        # in the order the songs were found, whoever prepared them
+        write_manifest(args.out, codec.info(), slots,
+                       [merged[song.id] for song in songs if song.id in merged])
+        print(_summary(total, took, args.out, codec.codec_id), flush=True)
+    else:
+        print(f"rank {ranks.rank}/{ranks.world}: " + _summary(stats, took, args.out,
+                                                                 codec.codec_id), flush=True)
+    ranks.close()
+    return 0
+
+
+def _summary(stats: Stats, took: float, out: Path, codec_id: str) -> str:
     rates = []
     if stats.separate_time > 0:
         rates.append(f"separation {speed(stats.separate_seconds, stats.separate_time)} real time")
@@ -468,14 +455,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         rates.append(f"encoding {speed(stats.encode_seconds, stats.encode_time)} real time")
     flagged = ", ".join(f"{n} {FLAG_NAMES.get(flag, flag)}"
                         for flag, n in sorted(stats.flagged.items()))
-    print(
+    return (
         f"prepared {stats.done} songs, {stats.cached} already cached, {len(stats.skipped)} skipped; "
         + (f"flagged: {flagged}; " if flagged else "")
         + f"{stats.seconds:.1f} s of audio encoded in {took:.1f} s"
         + (f" ({', '.join(rates)})" if rates else "")
-        + f"; cache: {shown(args.out)} (codec {codec.codec_id})"
+        + f"; cache: {shown(out)} (codec {codec_id})"
     )
-    return 0
 
 
 if __name__ == "__main__":
