@@ -12,25 +12,13 @@ import soundfile as sf
 import torch
 
 from stemcodec import GenerationOutput, StemGenerator
-from stemcodec.codec import load_codec
 from stemcodec.errors import UserError
 from stemcodec.evaluation.stem_sets import make_set
 from stemcodec.generate import main
-from stemcodec.model import ModelConfig, MultiStreamTransformer
+from tiny_models import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["bass.wav", "drums.wav", "meta.json", "mix.wav", "piano.wav", "stems.png"]
-
-
-def tiny_checkpoint(path: Path, mode: str = "stems", window: int = 20) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(num_codebooks=4, cardinality=1024, dim=32, num_layers=2, num_heads=2,
-                      max_frames=40, mode=mode, max_slots=1 if mode == "mix" else 6)
-    model = MultiStreamTransformer(cfg).eval()
-    model.codec_info = load_codec("debug").info()
-    model.training_info = {"window": window, "slot_dropout": True}
-    model.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -16,26 +16,14 @@ import soundfile as sf
 import torch
 
 from stemcodec import StemGenerator
-from stemcodec.codec import load_codec
 from stemcodec.errors import UserError
 from stemcodec.generate import main
 from stemcodec.generation.streaming import StreamLevels
-from stemcodec.model import ModelConfig, MultiStreamTransformer
+from tiny_models import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = "drums,bass,piano"
 LIMIT = 10 ** (-1 / 20)
-
-
-def tiny_checkpoint(path: Path, mode: str = "stems") -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(num_codebooks=4, cardinality=1024, dim=32, num_layers=2, num_heads=2,
-                      max_frames=40, mode=mode, max_slots=1 if mode == "mix" else 6)
-    model = MultiStreamTransformer(cfg).eval()
-    model.codec_info = load_codec("debug").info()
-    model.training_info = {"window": 20, "slot_dropout": True}  # 1.2 s slides past it
-    model.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

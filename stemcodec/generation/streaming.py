@@ -137,24 +137,22 @@ class GenerationStream:
         pieces: list[torch.Tensor] = []
         decode_s = waited_s = 0.0
         first_audio = None
-        for frame in generator._frames(plan, [seed], progress):  # [1, K, Q]
-            frames.append(frame)
+
+        def decodes():  # one decoder call per sampled frame [1, K, Q], then the flush
+            for frame in generator._frames(plan, [seed], progress):
+                frames.append(frame)
+                yield lambda frame=frame: decoder.push(frame[0, :, :, None])
+            yield decoder.flush
+
+        for decode in decodes():
             t = time.perf_counter()
-            wav = decoder.push(frame[0, :, :, None]).cpu()  # [K, C, s]
+            wav = decode().cpu()  # [K, C, s]
             decode_s += time.perf_counter() - t
             if wav.shape[-1]:
                 first_audio = first_audio or time.perf_counter() - started
                 t = time.perf_counter()
                 yield self._chunk(wav, pieces)
                 waited_s += time.perf_counter() - t
-        t = time.perf_counter()
-        wav = decoder.flush().cpu()
-        decode_s += time.perf_counter() - t
-        if wav.shape[-1]:
-            first_audio = first_audio or time.perf_counter() - started
-            t = time.perf_counter()
-            yield self._chunk(wav, pieces)
-            waited_s += time.perf_counter() - t
         wall = time.perf_counter() - started
         codes = torch.stack(frames, dim=-1)  # [1, K, Q, T]
         waves = torch.cat(pieces, dim=-1)[None]  # [1, K, C, S]
