@@ -404,6 +404,35 @@ def test_phase_advance_loss_sees_a_quarter_bin_of_pitch_and_not_the_start_phase(
     assert abs(off - (1 - math.cos(math.pi / 8))) < 0.2 * (1 - math.cos(math.pi / 8)), off
 
 
+def test_frame_spectrum_loss_is_zero_for_the_reference_frames_and_sees_scrambled_phases():
+    """FrameSpectrum compares the decoder's own frames with the reference on the same frames:
+    the decoder's overlap-add of the reference frames gives the reference back (the frames are
+    aligned), they cost 0; the same magnitudes with each bin's phase scrambled keep the
+    magnitude term at 0 but cost most of the group-delay term, and so does a tone decoded as
+    one bin per partial (the regression's spiky main lobe); half the level costs magnitude."""
+    from stemcodec.codec.istft import ISTFTDecoder
+    from stemcodec.codec.losses import FrameSpectrum, frame_reference
+
+    t = torch.arange(24000) / 24000
+    reference = (0.3 * torch.sin(2 * math.pi * 440.0 * t)
+                 + 0.1 * torch.sin(2 * math.pi * 1234.5 * t))[None, None]
+    loss = FrameSpectrum(1280, 320)
+    frames = frame_reference(reference, 1280, 320, loss.window, 75)  # [1, 641, 75]
+    decoder = ISTFTDecoder(8, 320)
+    back = decoder.istft(frames)[..., 400:-400]
+    assert torch.allclose(back, reference[..., 400:-400], atol=1e-4)
+    same = loss(frames, reference)
+    assert float(same["magnitude"]) < 1e-3 and float(same["group_delay"]) < 1e-3
+    scrambled = torch.polar(frames.abs(), torch.rand(frames.shape, generator=torch.Generator(
+        ).manual_seed(0)) * 2 * math.pi)
+    bad = loss(scrambled, reference)
+    assert float(bad["magnitude"]) < 1e-3 and float(bad["group_delay"]) > 0.5
+    spiky = frames * (frames.abs() >= frames.abs().roll(1, 1)) * (frames.abs() >= frames.abs(
+        ).roll(-1, 1))  # only the peak bins
+    assert float(loss(spiky, reference)["magnitude"]) > 0.5
+    assert float(loss(0.5 * frames, reference)["magnitude"]) > 0.5
+
+
 def test_training_tones_hold_pitches_off_the_grid_and_some_are_pure_sines():
     """The codec's synthetic notes: fundamentals anywhere (not on the 12-tone grid of a
     General MIDI corpus), about a fifth pure sines (no second harmonic), none a constant."""

@@ -304,3 +304,22 @@ def test_decoder_fine_tune_keeps_the_tokens_and_the_codec_id(corpus, tmp_path):
 @pytest.mark.slow
 def test_bad_fine_tune_options_are_one_line_errors(corpus, tmp_path, overrides, expected):
     assert expected in one_line_error(train(corpus, tmp_path / "out", *overrides))
+
+
+@pytest.mark.slow
+def test_frame_losses_train_an_istft_decoder_and_refuse_a_seanet_one(corpus, tmp_path):
+    """losses.frame_magnitude / losses.group_delay act on an iSTFT decoder's own frames: they
+    are logged, finite and their weighted sum is in the loss; a SEANet decoder has no frames,
+    and says so in one line before anything is written."""
+    out = tmp_path / "run"
+    assert ok(train(corpus, out, "steps=3", "eval_every=100", "losses.frame_magnitude=1.0",
+                    "losses.group_delay=0.5", "model.decoder_phase=accumulated"))
+    rows = [r for r in log(out) if "loss" in r]
+    assert len(rows) == 3
+    for r in rows:
+        assert 0 < r["frame_magnitude"] < 50 and 0 <= r["group_delay"] <= 2
+        assert r["loss"] > r["frame_magnitude"] + 0.5 * r["group_delay"]
+    result = train(corpus, tmp_path / "seanet", "model.decoder=seanet", "losses.frame_magnitude=1.0")
+    assert "losses.frame_magnitude and losses.group_delay need an iSTFT decoder" in \
+        one_line_error(result)
+    assert not (tmp_path / "seanet").exists()

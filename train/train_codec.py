@@ -43,6 +43,7 @@ from stemcodec.codec.losses import (
     Balancer,
     MultiResolutionSTFT,
     MultiScaleMel,
+    FrameSpectrum,
     PhaseAdvance,
     feature_matching,
     hinge_discriminator,
@@ -180,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(codec.decoder, ISTFTDecoder):
             raise UserError("losses.phase needs an iSTFT decoder (model.decoder=istft)")
         phase_loss = PhaseAdvance(codec.decoder.n_fft, codec.decoder.hop).to(accelerator.device)
+    frame_loss = None
+    if w.frame_magnitude > 0 or w.group_delay > 0:
+        if not isinstance(codec.decoder, ISTFTDecoder):
+            raise UserError("losses.frame_magnitude and losses.group_delay need an iSTFT "
+                            "decoder (model.decoder=istft)")
+        frame_loss = FrameSpectrum(codec.decoder.n_fft, codec.decoder.hop).to(accelerator.device)
     disc = d_optimizer = balancer = None
     # prepared and checkpointed in this order: codec, optimizer (, discriminator, its
     # optimizer), then the registered objects: (the balancer,) the step
@@ -250,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts["stft"] = stft(y, x)
             if phase_loss is not None:
                 parts["phase"] = phase_loss(codec.decoder.last_phase, x)
+            if frame_loss is not None:
+                frame = frame_loss(codec.decoder.last_spectrum, x)
+                parts["frame_magnitude"], parts["group_delay"] = (frame["magnitude"],
+                                                                   frame["group_delay"])
 
             if disc is not None:  # the discriminator's step, on real and (detached) fake
                 for group in d_optimizer.param_groups:
@@ -270,14 +281,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts["adv"] = hinge_generator(fake_logits)
                 parts["feat"] = feature_matching(real_maps, fake_maps)
 
+            # the decoder's own terms (phase, frames) are not balanced: they act on its frames
+            direct = w.phase * parts.get("phase", 0.0) \
+                + w.frame_magnitude * parts.get("frame_magnitude", 0.0) \
+                + w.group_delay * parts.get("group_delay", 0.0)
             loss = w.l1 * parts["l1"] + w.mel * parts["mel"] + w.commitment * parts["commit"] \
-                + w.stft * parts.get("stft", 0.0) + w.phase * parts.get("phase", 0.0)
+                + w.stft * parts.get("stft", 0.0) + direct
             check_finite(accelerator, loss, progress.step, last_good, "lower optim.lr")
             if balancer is not None:
                 grad = balancer.gradient({k: parts[k] for k in balancer.weights}, y,
                                          lambda t: accelerator.reduce(t, "mean"))
                 accelerator.backward((y * grad.detach()).sum() + w.commitment * parts["commit"]
-                                     + w.phase * parts.get("phase", 0.0))
+                                     + direct)
             else:
                 accelerator.backward(loss)
             if cfg.optim.grad_clip > 0:

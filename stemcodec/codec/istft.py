@@ -165,7 +165,8 @@ class ISTFTDecoder(nn.Module):
             noise = self.noise_phase[:, frames % self.NOISE_FRAMES]  # [F, T]
             phase = phase + torch.sigmoid(self.gate(h)).transpose(1, 2) * noise
         self.last_phase = phase  # for the phase-advance loss (losses.PhaseAdvance)
-        return torch.polar(magnitude, phase)
+        self.last_spectrum = torch.polar(magnitude, phase)  # for losses.FrameSpectrum
+        return self.last_spectrum
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex frames [B, F, T] -> [B, 1, T * hop]: windowed inverse FFTs, overlap-added

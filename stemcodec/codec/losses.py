@@ -8,6 +8,10 @@
                          is from the reference's, weighted by the reference's magnitude: the
                          pitch of a partial directly, where magnitude losses see it only
                          through a window's resolution
+    FrameSpectrum        an iSTFT decoder's own frames against the reference analysed on the
+                         same frames, before overlap-add: log magnitude (the shape of each
+                         partial's main lobe) and the phase step from bin to bin (whether a
+                         partial's bins agree, so that overlap-add does not cancel them)
     hinge_discriminator / hinge_generator / feature_matching   the MS-STFT discriminator's
     Balancer             EnCodec's loss balancer
 
@@ -87,16 +91,59 @@ class PhaseAdvance(nn.Module):
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, phase: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        pad = (self.n_fft - self.hop) // 2
-        x = F.pad(reference.flatten(0, 1), (pad, pad))
-        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=False,
-                          return_complex=True)[..., : phase.shape[-1]]  # [B, F, T]
+        spec = frame_reference(reference, self.n_fft, self.hop, self.window, phase.shape[-1])
         advance = spec[..., 1:] * spec[..., :-1].conj()
         weight = advance.abs().sqrt()
         weight[:, : self.skip_bins] = 0.0
         error = 1.0 - torch.cos(phase[..., 1:] - phase[..., :-1] - advance.angle())
         per_item = (weight * error).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-9)
         return per_item.mean()
+
+
+def frame_reference(reference: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor,
+                    frames: int) -> torch.Tensor:
+    """The reference [B, 1, S] analysed on an iSTFT decoder's frames: n_fft samples centred on
+    (t + 1/2) x hop, phase referred to the frame's first sample as irfft has it: [B, F, T]."""
+    pad = (n_fft - hop) // 2
+    x = F.pad(reference.flatten(0, 1), (pad, pad))
+    spec = torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
+    return spec[..., :frames]
+
+
+class FrameSpectrum(nn.Module):
+    """Two losses on an iSTFT decoder's complex frames (`ISTFTDecoder.last_spectrum`) against
+    the reference on the same frames, before overlap-add mixes neighbouring frames:
+        magnitude    spectral convergence + L1 of log magnitudes, floored at `floor` (0.03:
+                     a partial of 1e-4 peak, -80 dBFS: what lies under it is not heard, and
+                     with a floor of 1e-5 most bins of a frame are 100 dB down and take most
+                     of a log loss's gradient)
+        group_delay  1 - cos(the difference of the phase step from bin k to bin k + 1),
+                     weighted by the reference's magnitude there
+    Why: through the waveform, a partial whose bins have unrelated phases cancels itself in
+    the overlap-add, and the losses only see a quieter, smeared tone; here each bin is told its
+    level and its phase relative to its neighbours directly (as APNet trains its phase). The
+    group delay is blind to a phase common to all bins, so the running phase's start is free."""
+
+    def __init__(self, n_fft: int, hop: int, skip_bins: int = 2, floor: float = 0.03):
+        super().__init__()
+        self.n_fft, self.hop, self.skip_bins = int(n_fft), int(hop), int(skip_bins)
+        self.floor = float(floor)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+    def forward(self, spectrum: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        ref = frame_reference(reference, self.n_fft, self.hop, self.window, spectrum.shape[-1])
+        a, b = spectrum.abs(), ref.abs()
+        convergence = (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-7)
+        log_l1 = F.l1_loss(a.clamp_min(self.floor).log(), b.clamp_min(self.floor).log())
+        step_ref = ref[:, 1:] * ref[:, :-1].conj()  # [B, F-1, T]
+        step = spectrum[:, 1:] * spectrum[:, :-1].conj()
+        weight = step_ref.abs().sqrt()
+        weight[:, : self.skip_bins] = 0.0
+        # cos of the angle between the two steps, from the products: no angle() of a zero
+        cos = (step * step_ref.conj()).real / (step.abs() * step_ref.abs()).clamp_min(1e-12)
+        error = 1.0 - cos
+        per_item = (weight * error).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-9)
+        return {"magnitude": convergence.mean() + log_l1, "group_delay": per_item.mean()}
 
 
 def hinge_discriminator(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:

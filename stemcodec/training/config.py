@@ -95,6 +95,10 @@ class LossConfig:
     stft_windows: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
     # an iSTFT decoder's phase advance per bin against the reference's (its partials' frequency)
     phase: float = 0.0
+    # an iSTFT decoder's own frames before overlap-add, against the reference on the same
+    # frames (losses.FrameSpectrum): log magnitude, and the phase step from bin to bin
+    frame_magnitude: float = 0.0
+    group_delay: float = 0.0
     commitment: float = 1.0  # the quantizer's commitment penalty (not balanced)
     adversarial: bool = False  # MS-STFT discriminator + feature matching, through the balancer
     adv: float = 3.0
