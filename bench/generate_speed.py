@@ -5,7 +5,8 @@
 
 The model is the config's `model:` section with random weights; the codec is the mini layout
 (stemcodec.codec.MINI_CONFIG: 4 codebooks of 1024, 75 frames/s) with random weights, or
-`--codec debug`. Random weights cost what trained ones cost.
+`--codec debug`, or `--codec bundled`: the bundled codec-mini, the one the bundled generators
+decode with (its own decoder layout). Random weights cost what trained ones cost.
 
 - rtf: seconds of audio per second of wall time for `--duration` s of all slots, generated with
   the default settings by `StemGenerator.generate` (what `stemcodec.generate` runs: KV cache,
@@ -29,8 +30,18 @@ The model is the config's `model:` section with random weights; the codec is the
   `generate --stream` runs): seconds from the call to the first audio chunk, and seconds of
   audio per second of wall time to the last chunk (the medians of `--repeats` runs).
 
+- `--exact-speedups`: each exact speed-up of generation timed against the code before it in
+  the same run, the same generation with the speed-up switched off and on in turn (pairs
+  interleaved, medians of `--repeats`), the tokens (or the audio) checked identical:
+  lone_slot (1 slot: slot attention without query and key; sampling time), decode_per_stem
+  (`--speedup-slots` stems decoded one at a time on a CPU; decoding time) and
+  fused_codebooks (settings per codebook, all codebooks sampled in one pass; sampling time).
+  Each prints old and new seconds and new/old. `--without-speedups` switches them all off
+  for the main figures (the code before them, to compare two runs' rtf).
+
 `--json F` writes {"device": str, "rtf": {"1": x, ...}, "kv_speedup": y,
-"time_to_first_audio": {"1": s, ...}, "rtf_stream": {"1": x, ...}, "details": {...}}.
+"time_to_first_audio": {"1": s, ...}, "rtf_stream": {"1": x, ...}, "details": {...}}
+(details["exact_speedups"] with `--exact-speedups`).
 """
 
 from __future__ import annotations
@@ -45,11 +56,18 @@ from pathlib import Path
 import torch
 
 from stemcodec import StemGenerator
-from stemcodec.checkpoint import state_hash
-from stemcodec.codec import DEBUG_CONFIG, MINI_CONFIG, Codec, build_encodec
+from stemcodec.checkpoint import bundled, state_hash
+from stemcodec.codec import DEBUG_CONFIG, MINI_CONFIG, Codec, build_encodec, load_codec
 from stemcodec.config import from_dict
-from stemcodec.model import ModelConfig, MultiStreamTransformer, SamplingConfig, generate_codes
+from stemcodec.model import (
+    ModelConfig,
+    MultiStreamTransformer,
+    SamplingConfig,
+    generate_codes,
+    sampling,
+)
 from stemcodec.model.sampling import sample_logits
+from stemcodec.model.transformer import SlotAttention
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +87,10 @@ def model_config(path: str, codec: Codec) -> ModelConfig:
 
 
 def make_codec(name: str) -> Codec:
-    """The mini (or debug) codec layout with random weights, wrapped as load_codec wraps it."""
+    """The mini (or debug) codec layout with random weights, wrapped as load_codec wraps it,
+    or the bundled codec-mini."""
+    if name == "bundled":
+        return load_codec(str(bundled("codec-mini")))
     cfg = {"mini": MINI_CONFIG, "debug": DEBUG_CONFIG}[name]
     torch.manual_seed(1234)
     model = build_encodec(cfg)
@@ -120,6 +141,69 @@ def time_stream(model, codec, slots: int, frames: int, repeats: int) -> dict:
         wall.append(time.perf_counter() - start)
     return {"time_to_first_audio_s": statistics.median(first),
             "stream_s": statistics.median(wall), "block_frames": chunks.block_frames}
+
+
+# -- the exact speed-ups, each with its switch (True: on, the default) -------------------------
+def lone_slot(on: bool) -> None:
+    SlotAttention.lone_slot_shortcut = on
+
+
+def decode_per_stem(on: bool) -> None:
+    StemGenerator.decode_per_stem = None if on else False  # None: per stem on a CPU
+
+
+def fused_codebooks(on: bool) -> None:
+    sampling.FUSE_CODEBOOKS = on
+
+
+SPEEDUPS = {"lone_slot": lone_slot, "decode_per_stem": decode_per_stem,
+            "fused_codebooks": fused_codebooks}
+
+
+def time_speedup(name: str, model, codec, slots: int, frames: int, repeats: int,
+                 **options) -> dict:
+    """`StemGenerator.generate` with speed-up `name` off, then on, `repeats` pairs in turn;
+    the median seconds of what it speeds up (decoding for decode_per_stem, sampling for the
+    others), new/old, and whether the tokens and the audio stayed the same."""
+    switch = SPEEDUPS[name]
+    generator = StemGenerator(model, codec, device=next(model.parameters()).device)
+    part = "decode_s" if name == "decode_per_stem" else "sample_s"
+    times: dict[bool, list[float]] = {False: [], True: []}
+    outputs = {}
+    try:
+        for r in range(repeats):
+            for on in (False, True):
+                switch(on)
+                out = generator.generate(slot_names(model, slots), frames / codec.frame_rate,
+                                         seed=r, **options)
+                times[on].append(out.timing[part])
+                if r == 0:
+                    outputs[on] = out
+    finally:
+        switch(True)
+    old, new = (statistics.median(times[on]) for on in (False, True))
+    before, after = outputs[False], outputs[True]
+    audio = max((before.decoded[s] - after.decoded[s]).abs().max().item()
+                for s in before.decoded)
+    return {"slots": slots, "timed": part, "old_s": old, "new_s": new, "new_over_old": new / old,
+            "tokens_identical": torch.equal(before.codes, after.codes),
+            "audio_max_difference": audio}
+
+
+def exact_speedups(model, codec, frames: int, repeats: int, slots: int) -> dict:
+    """Each speed-up against the code without it, where it applies (see the docstring)."""
+    per_codebook = [1.0] * codec.num_codebooks  # the default settings, given per codebook
+    runs = {"lone_slot": time_speedup("lone_slot", model, codec, 1, frames, repeats),
+            "decode_per_stem": time_speedup("decode_per_stem", model, codec, slots, frames,
+                                            repeats),
+            "fused_codebooks": time_speedup("fused_codebooks", model, codec, slots, frames,
+                                            repeats, temperature=per_codebook)}
+    for name, run in runs.items():
+        same = "tokens identical" if run["tokens_identical"] else "TOKENS DIFFER"
+        print(f"  {name} ({run['slots']} slot(s), {run['timed'][:-2]}): {run['old_s']:.3f} s -> "
+              f"{run['new_s']:.3f} s, new/old {run['new_over_old']:.2f}; {same}, audio within "
+              f"{run['audio_max_difference']:.1e}")
+    return runs
 
 
 @torch.inference_mode()
@@ -257,7 +341,7 @@ def cpu_name() -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "mini.yaml"))
-    parser.add_argument("--codec", choices=["mini", "debug"], default="mini")
+    parser.add_argument("--codec", choices=["mini", "debug", "bundled"], default="mini")
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4, 6])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -267,11 +351,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kv-steps", type=int, default=5, help="steps timed at each")
     parser.add_argument("--kv-full", action="store_true", help="run the recompute in full")
     parser.add_argument("--no-gpu", action="store_true")
+    parser.add_argument("--exact-speedups", action="store_true",
+                        help="time each exact speed-up against the code without it")
+    parser.add_argument("--speedup-slots", type=int, default=4,
+                        help="slots of the decode_per_stem and fused_codebooks timings")
+    parser.add_argument("--without-speedups", action="store_true",
+                        help="the main figures with every exact speed-up switched off")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        for switch in SPEEDUPS.values():
+            switch(not args.without_speedups)
+        return measure(args)
+    finally:  # a caller in the same process (the tests) gets them back on
+        for switch in SPEEDUPS.values():
+            switch(True)
 
+
+def measure(args: argparse.Namespace) -> dict:
     codec = make_codec(args.codec)
     torch.manual_seed(0)
     model = MultiStreamTransformer(model_config(args.config, codec)).eval()
@@ -315,7 +414,13 @@ def main(argv: list[str] | None = None) -> dict:
               f" -> {end['ratio']:.1f}x")
 
     details = {"runs": runs, "kv": kv, "threads": torch.get_num_threads(),
-               "duration_s": args.duration, "codec": args.codec}
+               "duration_s": args.duration, "codec": args.codec,
+               "speedups": "off" if args.without_speedups else "on"}
+    if args.exact_speedups:
+        print(f"exact speed-ups, each against the code without it ({args.duration:g} s, "
+              f"median of {args.repeats}):")
+        details["exact_speedups"] = exact_speedups(model, codec, frames, args.repeats,
+                                                   args.speedup_slots)
     if torch.cuda.is_available() and not args.no_gpu:
         gpu = gpu_floor(model, args.kv_slots, frames)
         details["gpu"] = gpu

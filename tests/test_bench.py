@@ -30,3 +30,24 @@ def test_generate_speed_json_keeps_its_keys_and_adds_the_streamed_figures(tmp_pa
         stream = result["details"]["runs"][slots]["stream"]
         assert 0 < result["time_to_first_audio"][slots] <= stream["stream_s"]
         assert result["rtf_stream"][slots] == 0.2 / stream["stream_s"]
+
+
+def test_generate_speed_times_each_exact_speedup_against_the_code_without_it(tmp_path):
+    from stemcodec import StemGenerator
+    from stemcodec.model import sampling
+    from stemcodec.model.transformer import SlotAttention
+    bench = load_bench("generate_speed")
+    path = tmp_path / "speed.json"
+    bench.main(["--config", str(ROOT / "configs" / "tiny-test.yaml"), "--codec", "debug",
+                "--slots", "1", "--duration", "0.2", "--repeats", "1", "--kv-slots", "1",
+                "--kv-points", "2", "--kv-steps", "1", "--no-gpu", "--exact-speedups",
+                "--speedup-slots", "2", "--json", str(path)])
+    runs = json.loads(path.read_text())["details"]["exact_speedups"]
+    assert set(runs) == {"lone_slot", "decode_per_stem", "fused_codebooks"}
+    for run in runs.values():
+        assert run["old_s"] > 0 and run["new_s"] > 0
+        assert run["new_over_old"] == run["new_s"] / run["old_s"]
+        assert run["tokens_identical"] and run["audio_max_difference"] < 1e-5
+    # the switches are left on
+    assert SlotAttention.lone_slot_shortcut and sampling.FUSE_CODEBOOKS
+    assert StemGenerator.decode_per_stem is None

@@ -319,6 +319,81 @@ def test_a_cached_step_runs_on_one_thread_and_restores_the_thread_setting(monkey
         torch.set_num_threads(1)
 
 
+def count_attention_calls(monkeypatch) -> list[int]:
+    """Patch SDPA to record the number of keys of each call."""
+    keys: list[int] = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda q, k, v, **kw: keys.append(k.shape[-2]) or sdpa(q, k, v, **kw))
+    return keys
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("mode", ["stems", "mix"])
+def test_a_lone_slot_skips_slot_attention_and_gives_the_same_logits(monkeypatch, mode):
+    """With one slot, slot attention's softmax has one key (weight 1): the shortcut (the
+    value and output projections alone) gives the generic path's logits, full and cached."""
+    from stemcodec.model.transformer import SlotAttention
+    model = tiny(mode=mode)
+    seq, instrument = batch(B=2, K=1, T=8)
+    if mode == "mix":
+        instrument = torch.zeros_like(instrument)  # the one instrument, "mix"
+    present = torch.ones(2, 1, dtype=torch.bool)
+
+    def logits() -> tuple[torch.Tensor, torch.Tensor]:
+        cache = model.new_cache(2, 1, max_frames=8)
+        model(seq[..., :7], instrument, present, cache=cache)  # a prompt, then a step
+        return model(seq, instrument, present), model(seq[..., 7:], instrument, present,
+                                                      cache=cache, start=7)
+
+    monkeypatch.setattr(SlotAttention, "lone_slot_shortcut", False)
+    generic = logits()
+    monkeypatch.setattr(SlotAttention, "lone_slot_shortcut", True)
+    keys = count_attention_calls(monkeypatch)
+    fast = logits()
+    assert close(fast[0], generic[0]) and close(fast[1], generic[1])
+    assert len(keys) == 3 * model.config.num_layers  # time attention only, in all 3 forwards
+    assert 1 not in keys  # no slot attention over one key
+
+
+@torch.no_grad()
+def test_slot_attention_over_several_slots_or_in_training_is_not_skipped(monkeypatch):
+    model = tiny()
+    keys = count_attention_calls(monkeypatch)
+    seq, instrument = batch(B=1, K=2, T=4)
+    model(seq, instrument)
+    assert keys.count(2) == model.config.num_layers  # slot attention over the 2 slots
+    keys.clear()
+    model.train()
+    one, inst = batch(B=1, K=1, T=4)
+    model(one, inst)
+    assert keys.count(1) == model.config.num_layers  # one key, attended as in training
+
+
+def test_a_lone_slot_trains_its_query_and_key_weights_as_before():
+    """Training keeps the generic path: the query and key weights stay in the graph (a
+    distributed trainer refuses parameters that get no gradient)."""
+    model = tiny().train()
+    seq, instrument = batch(B=2, K=1, T=6)
+    model(seq, instrument).sum().backward()
+    assert all(b.slot.qkv.weight.grad is not None for b in model.blocks)
+
+
+def test_a_lone_slot_generates_the_same_tokens_with_the_shortcut(monkeypatch):
+    from stemcodec.model.transformer import SlotAttention
+    model = tiny()
+    instrument = torch.tensor([[4]])
+
+    def run() -> torch.Tensor:
+        return generate_codes(model, instrument, 30, SamplingConfig(temperature=1.0, top_k=8),
+                              generator=torch.Generator().manual_seed(11))
+
+    monkeypatch.setattr(SlotAttention, "lone_slot_shortcut", False)
+    generic = run()
+    monkeypatch.setattr(SlotAttention, "lone_slot_shortcut", True)
+    assert torch.equal(run(), generic)
+
+
 def test_rotary_table_gives_each_position_its_angles_even_past_max_frames():
     model = tiny()  # max_frames 64
     for start, T in [(0, 5), (3, 1), (60, 10), (0, 100)]:
@@ -391,6 +466,52 @@ def test_settings_per_codebook_apply_to_their_own_codebook():
     assert torch.allclose(second, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.02)
     with pytest.raises(ValueError, match="3 values for 2 codebooks"):
         sample_codebooks(logits, SamplingConfig(temperature=[1.0, 1.0, 1.0]))
+
+
+def seeds(seed: int, rows: int = 3) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed * rows + b) for b in range(rows)]
+
+
+PER_CODEBOOK = [
+    SamplingConfig(temperature=[1.0, 1.0, 1.0, 1.0]),
+    SamplingConfig(temperature=[0.0, 0.7, 1.0, 1.3], top_k=[0, 250, 50, 5]),
+    SamplingConfig(temperature=0.9, top_k=[250, 2000, 1, 0], top_p=[0.9, 0.0, 0.5, 1.0]),
+    SamplingConfig(temperature=[1.0, 0.0, 0.8, 0.0], top_k=40, top_p=[0.0, 0.3, 0.95, 0.6]),
+    SamplingConfig(temperature=[0.0, 0.0, 0.0, 0.0], top_k=[1, 2, 3, 4]),
+]
+
+
+@pytest.mark.parametrize("cfg", PER_CODEBOOK)
+def test_settings_per_codebook_sampled_in_one_pass_give_the_tokens_of_one_at_a_time(cfg):
+    from stemcodec.model.sampling import (
+        CodebookSettings,
+        _sample_each_codebook,
+        sample_per_codebook,
+    )
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 2, 4, 1024, generator=g) * 4  # [B, K, Q, card]
+    per_q = cfg.per_codebook(4)
+    settings = CodebookSettings.of(per_q, 1024)
+    for seed in range(4):
+        one_at_a_time = _sample_each_codebook(logits, per_q, seeds(seed))
+        assert torch.equal(sample_per_codebook(logits, settings, seeds(seed)), one_at_a_time)
+
+
+def test_settings_per_codebook_generate_the_same_tokens_in_one_pass(monkeypatch):
+    from stemcodec.model import sampling
+    torch.manual_seed(0)
+    model = MultiStreamTransformer(ModelConfig(num_codebooks=4, cardinality=64, dim=32,
+                                               num_layers=1, num_heads=2, max_frames=64)).eval()
+    inst = torch.tensor([[0, 1], [2, 3]])
+
+    def run(cfg):
+        return generate_codes(model, inst, 20, cfg,
+                              generator=[torch.Generator().manual_seed(s) for s in (3, 4)])
+    for cfg in PER_CODEBOOK:
+        monkeypatch.setattr(sampling, "FUSE_CODEBOOKS", False)
+        one_at_a_time = run(cfg)
+        monkeypatch.setattr(sampling, "FUSE_CODEBOOKS", True)
+        assert torch.equal(run(cfg), one_at_a_time)
 
 
 def test_per_codebook_settings_equal_to_the_single_value_give_the_same_tokens():

@@ -76,13 +76,100 @@ def sample_codebooks(logits: torch.Tensor, cfg: SamplingConfig,
     per_q = cfg.per_codebook(logits.shape[-2])
     if per_q is None:
         return sample_logits(logits, cfg, generator)
-    return _sample_each_codebook(logits, per_q, generator)
+    if not FUSE_CODEBOOKS:
+        return _sample_each_codebook(logits, per_q, generator)
+    settings = CodebookSettings.of(per_q, logits.shape[-1], logits.device)
+    return sample_per_codebook(logits, settings, generator)
+
+
+# False: settings per codebook sample one codebook at a time, the reference the fused pass
+# (`sample_per_codebook`) is checked against in the tests and timed against in bench/
+FUSE_CODEBOOKS = True
+
+
+class CodebookSettings(NamedTuple):
+    """Settings per codebook as tensors over the Q codebooks, made once per generation
+    (`of`), so that a step samples all the codebooks in one pass (`sample_per_codebook`)."""
+
+    greedy: tuple[bool, ...]  # temperature 0: the argmax
+    greedy_rows: torch.Tensor  # [Q] bool, the same
+    temperature: tuple[float, ...]  # a sampled codebook's where greedy (its row is not used)
+    top_k: tuple[int, ...]  # k of each codebook, 0 where off (0, or not below card)
+    kth: torch.Tensor  # [Q, 1] long: where the k-th largest lies in a descending top-k
+    k_off: torch.Tensor  # [Q, 1] bool: top-k off
+    top_p: torch.Tensor | None  # [Q, 1] float32, inf where off; None: off for every codebook
+
+    @classmethod
+    def of(cls, per_q: Sequence[SamplingConfig], cardinality: int,
+           device: torch.device | str | None = None) -> CodebookSettings:
+        """From one single-valued config per codebook (`SamplingConfig.per_codebook`)."""
+        greedy = tuple(c.temperature <= 0 for c in per_q)
+        sampled = [c.temperature for c in per_q if c.temperature > 0] or [1.0]
+        ks = tuple(c.top_k if 0 < c.top_k < cardinality else 0 for c in per_q)
+        ps = [c.top_p if 0 < c.top_p < 1 else float("inf") for c in per_q]
+
+        def column(values, dtype) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype, device=device)[:, None]
+
+        return cls(greedy=greedy, greedy_rows=column(greedy, torch.bool)[:, 0],
+                   temperature=tuple(sampled[0] if g else c.temperature
+                                     for g, c in zip(greedy, per_q)),
+                   top_k=ks, kth=column([max(k - 1, 0) for k in ks], torch.long),
+                   k_off=column([k == 0 for k in ks], torch.bool),
+                   top_p=None if all(p == float("inf") for p in ps)
+                   else column(ps, torch.float32))
+
+
+def sample_per_codebook(logits: torch.Tensor, settings: CodebookSettings,
+                        generator: Generators = None) -> torch.Tensor:
+    """logits [..., Q, card] -> ids [..., Q], each codebook with its own `settings`, all the
+    codebooks in one pass: the tokens of `sample_logits` on each codebook in turn, the uniform
+    numbers drawn once for all (`_sample_each_codebook`), with one set of operations a step
+    instead of Q. Each operation works along a row (one codebook's logits), so a row comes
+    out as it would alone; a setting that is off for a codebook is a no-op on its row (a k-th
+    largest of -inf, a top-p of inf)."""
+    from .transformer import SMALL_STEP_ROWS, at_most_threads
+
+    if all(settings.greedy):  # no number drawn, as the loop draws none
+        return logits.argmax(dim=-1)
+    u = draw_uniform(logits.shape[:-1] + (1,), generator, logits.device)  # [..., Q, 1]
+    small = logits.device.type == "cpu" and logits.numel() <= SMALL_STEP_ROWS * 4 * 1024
+    with at_most_threads(1 if small else None):
+        if len(set(settings.temperature)) == 1:
+            scaled = logits.float() / settings.temperature[0]
+        else:  # each row divided by its Python number, as the loop divides it (on CUDA that
+            # is a product with the reciprocal: a tensor of temperatures would round otherwise)
+            scaled = logits.to(torch.float32, copy=True)
+            for q, temperature in enumerate(settings.temperature):
+                scaled[..., q, :] /= temperature
+        ks = [k for k in settings.top_k if k]
+        if len(ks) == len(settings.top_k) and len(set(ks)) == 1:
+            # one k for every codebook: the least of the k largest, as sample_logits finds it
+            kth = scaled.topk(ks[0], dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        elif ks:  # the k-th largest of each row, from one descending top-k of the largest k
+            top = scaled.topk(max(ks), dim=-1).values
+            kth = top.gather(-1, settings.kth.expand(*top.shape[:-1], 1))
+            kth = kth.masked_fill(settings.k_off, float("-inf"))
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        probs = scaled.softmax(dim=-1)
+        if settings.top_p is not None:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > settings.top_p
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)  # a permutation
+        cdf = probs.cumsum(dim=-1)
+        picks = torch.searchsorted(cdf, u * cdf[..., -1:]).squeeze(-1)
+        picks = picks.clamp_max(cdf.shape[-1] - 1)
+    if any(settings.greedy):
+        picks = torch.where(settings.greedy_rows, logits.argmax(dim=-1), picks)
+    return picks
 
 
 def _sample_each_codebook(logits: torch.Tensor, per_q: list[SamplingConfig],
                           generator: Generators) -> torch.Tensor:
-    """sample_codebooks with the per-codebook configs already resolved (once per generation,
-    not once per step)."""
+    """sample_codebooks one codebook at a time, with the per-codebook configs already
+    resolved (once per generation, not once per step): the reference of the fused pass."""
     u = None
     if any(c.temperature > 0 for c in per_q):
         u = draw_uniform(logits.shape[:-1] + (1,), generator, logits.device)
@@ -241,7 +328,7 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
     if guided and not whole.any():
         raise ValueError("classifier-free guidance needs at least one wholly given slot")
     real = valid_mask(Q, frames, device=device)  # [Q, length]
-    codebooks = torch.arange(Q, device=device)
+    settings = None if per_q is None else CodebookSettings.of(per_q, special, device)
     instrument = instrument.to(device)
     present = torch.ones(B, K, dtype=torch.bool, device=device)
     if guided:  # one batch: conditional rows, then the same rows without the given slots
@@ -269,11 +356,18 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
             logits = run(rebase(seq[..., :p], offset, special), 0)
         else:
             logits = run(seq[..., p - 1:p], p - 1 - offset)
-        tokens = sample_logits(logits, sampling, generator) if per_q is None \
-            else _sample_each_codebook(logits, per_q, generator)
-        tokens = torch.where(real[:, p], tokens, torch.full_like(tokens, special))
+        if per_q is None:
+            tokens = sample_logits(logits, sampling, generator)
+        elif FUSE_CODEBOOKS:
+            tokens = sample_per_codebook(logits, settings, generator)
+        else:
+            tokens = _sample_each_codebook(logits, per_q, generator)
+        tokens = torch.where(real[:, p], tokens, special)  # a scalar: no tensor made for it
         if forced is not None:
             tokens = torch.where(forced.mask[..., p], forced.tokens[..., p], tokens)
         seq[..., p] = tokens
         t = p - Q  # the frame whose last codebook this step drew
-        yield seq[:, :, codebooks, 1 + codebooks + t] if t >= 0 else None  # [B, K, Q]
+        # codebook q of frame t sits at position 1 + q + t: the diagonal of Q positions, a
+        # copy so that no caller holds a view of the sequence still being written
+        yield seq[..., 1 + t:1 + t + Q].diagonal(dim1=-2, dim2=-1).clone() if t >= 0 \
+            else None  # [B, K, Q]

@@ -144,6 +144,10 @@ class SlotAttention(nn.Module):
     permutes the output.
     """
 
+    # False: a lone slot takes the generic path too (what tests and bench/generate_speed.py
+    # compare the shortcut with)
+    lone_slot_shortcut = True
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads = cfg.num_heads
@@ -156,9 +160,14 @@ class SlotAttention(nn.Module):
 
         Args:
             mask: from `slot_mask`, [B*T or 1, 1, 1, K] float, 0 for the slots that may be
-                attended and -inf for the others; None attends to all.
+                attended and -inf for the others; None attends to all. With one slot it is
+                not read: `slot_mask` always lets a lone slot see itself.
         """
         B, K, T, D = x.shape
+        if self.skips_query_key(K):
+            # one key: its softmax weight is 1 whatever the query and the key are, so the
+            # output is the value projection alone (a third of the qkv product, no attention)
+            return self.proj(F.linear(x, self.qkv.weight[2 * D:]))
         H = self.heads
         # b k t (three h d) -> three (b t) h k d (a view when T = 1)
         qkv = self.qkv(x).view(B, K, T, 3, H, D // H).permute(3, 0, 2, 4, 1, 5)
@@ -170,6 +179,12 @@ class SlotAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         y = y.view(B, T, H, K, D // H).permute(0, 3, 1, 2, 4).reshape(B, K, T, D)
         return self.proj(y)  # (B, K, T, D)
+
+    def skips_query_key(self, slots: int) -> bool:
+        """Whether a forward of `slots` slots skips the query, the key and the attention: one
+        slot, outside training (in training, attention dropout can drop the lone weight, and
+        the query and key weights are kept in the graph, with their zero gradients)."""
+        return slots == 1 and self.lone_slot_shortcut and not self.training
 
 
 def slot_mask(key_ok: torch.Tensor, T: int) -> torch.Tensor:
@@ -201,8 +216,9 @@ class Block(nn.Module):
         super().__init__()
         self.norm_time = RMSNorm(cfg.dim)
         self.time = TimeAttention(cfg)
-        # kept in mix mode too (K = 1: a per-position linear map), so the mix baseline has the
-        # same parameters as the multi-stream model it is compared with
+        # kept in mix mode too (K = 1: a per-position linear map, computed as one outside
+        # training, see SlotAttention.skips_query_key), so the mix baseline has the same
+        # parameters as the multi-stream model it is compared with
         self.slot_attention = cfg.slot_attention
         if cfg.slot_attention:
             self.norm_slot = RMSNorm(cfg.dim)
@@ -337,7 +353,9 @@ class MultiStreamTransformer(nn.Module):
         small = cache is not None and seq.device.type == "cpu" and B * K * T <= SMALL_STEP_ROWS
         with at_most_threads(1 if small else None):
             mask = None
-            if present is not None:
+            # read by slot attention alone, and not by its lone-slot shortcut
+            reads_mask = cfg.slot_attention and not self.blocks[0].slot.skips_query_key(K)
+            if present is not None and reads_mask:
                 present = present.bool()
                 # a batch row with no present slot would mask every key (NaN); let it see itself
                 mask = slot_mask(present | ~present.any(dim=1, keepdim=True), T)
