@@ -190,6 +190,13 @@ def test_midi_keeps_its_programs_unless_reprogrammed(tmp_path):
     assert meta["slots"] == ["drums", "other", "piano", "vocals"]  # violin + flute: one stem
     assert meta["programs"]["other"] == [40, 73] and meta["programs"]["piano"] == 0
     assert meta["programs"]["vocals"] in (52, 53, 54)  # a piano program named "vocal"
+    labels = meta["stem_instruments"]  # each stem's instrument, each part's own
+    assert [(p["part"], p["program"], p["instrument"], p["from"]) for p in
+            labels["other"]["parts"]] == [("Violin", 40, "violin", "midi"),
+                                          ("Flute", 73, "flute", "midi")]
+    assert (labels["piano"]["program"], labels["piano"]["from"]) == (0, "midi")
+    assert (labels["drums"]["drum"], labels["drums"]["family"]) == (True, "drums")
+    assert labels["vocals"]["from"] == "default"  # its own program is a piano's
     stems = [read(piece / f"{slot}.wav")[0] for slot in meta["slots"]]
     assert sf.info(piece / "piano.wav").subtype == "PCM_16"
     assert np.array_equal(np.sum(stems, axis=0, dtype=np.float32), read(piece / "mix.wav")[0])
@@ -197,6 +204,8 @@ def test_midi_keeps_its_programs_unless_reprogrammed(tmp_path):
     assert again["piano"] in range(8) and again["drums"] in (0, 8, 16, 24, 25, 32, 40, 48)
     assert all(p // 8 in (5, 9) for p in ([again["other"]] if isinstance(again["other"], int)
                                           else again["other"]))
+    drawn_labels = meta_of(pieces(drawn)[0])["stem_instruments"]
+    assert all(p["from"] == "drawn" for s in drawn_labels.values() for p in s["parts"])
 
 
 @pytest.mark.slow

@@ -9,9 +9,13 @@
 
     Track
       notes:    [(start, duration, pitch, velocity)]   start/duration in quarter notes
-      program:  the source's own GM program, or None (drawn from the slot's family)
+      program:  the source's own GM program, or None (drawn from the slot's family, or the
+                slot's default program for a user's part of unknown instrument)
       is_drum:  GM percussion keys on MIDI channel 10
       controls: [(time, controller, value)]  bends: [(time, value)]   (MIDI files only)
+      name:     the part's or MIDI track's name (user inputs), for meta.json
+      origin:   where `program` came from: midi (the file's program), score (the score's
+                instrument), name (the instrument or part name); render adds default and drawn
 
 Variants (`vary`) transpose, scale tempo and velocity; `cut` shortens a piece at a bar line.
 """
@@ -36,6 +40,8 @@ class Track:
     is_drum: bool = False
     controls: list[tuple[float, int, int]] = field(default_factory=list)
     bends: list[tuple[float, int]] = field(default_factory=list)
+    name: str = ""
+    origin: str = ""
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 With no recipe, every MIDI instrument or score part joins a slot by its GM program or name
 (instruments.slot_of_program); several parts of one slot merge into its stem, each keeping
-its own program (and, from MIDI files, its controllers and pitch bends). With a recipe the
-piece is arranged the recipe's way: `solo-piano` puts every pitched part on the piano,
-`folk-band` builds a band around the top line of the first part, `chorales` wants four voices.
+its own program (and, from MIDI files, its controllers and pitch bends). A score part's program
+is the score's own, else the one its instrument or part name stands for (kern and ABC files
+name parts but give no programs: "Violoncello" is a cello); render gives a part of unknown
+instrument its slot's default program. With a recipe the piece is arranged the recipe's way:
+`solo-piano` puts every pitched part on the piano, `folk-band` builds a band around the top
+line of the first part, `chorales` wants four voices.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ import numpy as np
 from .arrangement import Arrangement, ScoreError, Track, playable_tempo
 from .arrangers import arrange
 from .instruments import slot_of_program
-from .scores import Source, bars_of, load_score, part_notes, parts_of, tempo_of, title_of
+from .scores import (
+    Source,
+    bars_of,
+    load_score,
+    part_instrument,
+    part_notes,
+    parts_of,
+    tempo_of,
+    title_of,
+)
 
 SCORE_EXTENSIONS = {".xml", ".musicxml", ".mxl", ".krn", ".abc", ".mei", ".mid", ".midi"}
 MIDI_EXTENSIONS = {".mid", ".midi"}
@@ -116,6 +128,8 @@ def midi_arrangement(midi, title: str, solo_piano: bool = False) -> Arrangement:
             controls=[(c.time * qps, c.number, c.value) for c in inst.control_changes
                       if c.number in KEPT_CONTROLLERS],
             bends=[(b.time * qps, b.pitch) for b in inst.pitch_bends],
+            name=inst.name.strip(),
+            origin="" if solo_piano else "midi",
         )
         parts.setdefault(slot, []).append(track)
     if not parts:
@@ -125,17 +139,18 @@ def midi_arrangement(midi, title: str, solo_piano: bool = False) -> Arrangement:
 
 
 def score_arrangement(score) -> Arrangement:
-    """A score's parts onto slots by their instrument's GM program or name."""
+    """A score's parts onto slots by their instrument's GM program or name; each part keeps
+    that program (scores.part_instrument)."""
     parts: dict[str, list[Track]] = {}
     for part in parts_of(score):
         notes = part_notes(part)
         if not notes:
             continue
         inst = part.getInstrument(returnDefault=True)
-        name = f"{inst.instrumentName or ''} {part.partName or ''}"
-        program = inst.midiProgram
-        slot = slot_of_program(program if program is not None else -1, False, name)
-        parts.setdefault(slot, []).append(Track(notes, program))
+        words = f"{inst.instrumentName or ''} {part.partName or ''}"
+        program, name, origin = part_instrument(part)
+        slot = slot_of_program(program if program is not None else -1, False, words)
+        parts.setdefault(slot, []).append(Track(notes, program, name=name, origin=origin))
     if not parts:
         raise ScoreError("no notes")
     length = max(s + d for tracks in parts.values() for t in tracks for s, d, _, _ in t.notes)

@@ -9,6 +9,8 @@ varies timbre within a slot while one piece keeps one timbre per slot.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 # name of every program a family may draw; all of them exist in FluidR3_GM.sf2
@@ -104,10 +106,92 @@ def draw_like(program: int, is_drum: bool, rng: np.random.Generator) -> int:
 
 
 def program_name(program: int, is_drum: bool = False) -> str:
-    """A readable name for meta.json (`program 93` where we list none)."""
+    """A readable name for meta.json: ours where a family lists the program (the names
+    corpora already carry), else the General MIDI name."""
     if is_drum:
         return FAMILIES["drums"].get(program, f"drum kit {program}")
     for slot, family in FAMILIES.items():
         if slot != "drums" and program in family:
             return family[program]
-    return f"program {program}"
+    return GM_NAMES[program] if 0 <= program < 128 else f"program {program}"
+
+
+def gm_group(program: int, is_drum: bool = False) -> str:
+    """The General MIDI family of eight a program belongs to (`strings` for 40-47)."""
+    return "drums" if is_drum else GM_GROUPS[min(127, max(0, program)) // 8]
+
+
+# -- a user's score part: its instrument ------------------------------------------------------
+# where a part names no program and nothing better is known, the slot plays this one (a fixed
+# choice, so the stem's label says what it is; `string ensemble 1` sounds in every register)
+DEFAULT_PROGRAMS = {"piano": 0, "guitar": 24, "bass": 32, "other": 48, "vocals": 52,
+                    "drums": 0}
+
+# names music21 reads wrongly or not at all (it takes "bass guitar" for a guitar, "double
+# bass" for the bowed contrabass of the strings; a score's double bass plays the bass line)
+NAME_PROGRAMS = (
+    ("bass guitar", 33), ("electric bass", 33), ("fretless", 35), ("synth bass", 38),
+    ("double bass", 32), ("contrabass", 32), ("string bass", 32), ("upright bass", 32),
+    ("acoustic bass", 32),
+)
+
+
+def program_of_name(name: str) -> int | None:
+    """The GM program (0-based) an instrument or part name stands for, or None.
+
+    Our few NAME_PROGRAMS first, then music21's instrument names (many languages and
+    abbreviations: "Violoncello", "Vln. I", "Flauto 2", "Clarinet in Bb").
+    """
+    lowered = name.strip().lower()
+    if not lowered:
+        return None
+    for words, program in NAME_PROGRAMS:  # whole words: a contrabassoon is no bass
+        if re.search(rf"\b{words}\b", lowered):
+            return program
+    from music21 import instrument
+    try:
+        found = instrument.fromString(name)
+    except Exception:  # InstrumentException for names it does not know, others for odd text
+        return None
+    program = getattr(found, "midiProgram", None)
+    return int(program) if program is not None and 0 <= program < 128 else None
+
+
+GM_GROUPS = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings",
+             "ensemble", "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects",
+             "ethnic", "percussive", "sound effects")
+
+GM_NAMES = (
+    "acoustic grand piano", "bright acoustic piano", "electric grand piano",
+    "honky-tonk piano", "electric piano 1", "electric piano 2", "harpsichord", "clavinet",
+    "celesta", "glockenspiel", "music box", "vibraphone", "marimba", "xylophone",
+    "tubular bells", "dulcimer",
+    "drawbar organ", "percussive organ", "rock organ", "church organ", "reed organ",
+    "accordion", "harmonica", "tango accordion",
+    "nylon guitar", "steel guitar", "jazz guitar", "clean electric guitar",
+    "muted electric guitar", "overdriven guitar", "distortion guitar", "guitar harmonics",
+    "acoustic bass", "finger bass", "pick bass", "fretless bass", "slap bass 1",
+    "slap bass 2", "synth bass 1", "synth bass 2",
+    "violin", "viola", "cello", "contrabass", "tremolo strings", "pizzicato strings",
+    "harp", "timpani",
+    "string ensemble 1", "string ensemble 2", "synth strings 1", "synth strings 2",
+    "choir aahs", "voice oohs", "synth voice", "orchestra hit",
+    "trumpet", "trombone", "tuba", "muted trumpet", "french horn", "brass section",
+    "synth brass 1", "synth brass 2",
+    "soprano sax", "alto sax", "tenor sax", "baritone sax", "oboe", "english horn",
+    "bassoon", "clarinet",
+    "piccolo", "flute", "recorder", "pan flute", "blown bottle", "shakuhachi", "whistle",
+    "ocarina",
+    "square lead", "sawtooth lead", "calliope lead", "chiff lead", "charang lead",
+    "voice lead", "fifths lead", "bass and lead",
+    "new age pad", "warm pad", "polysynth pad", "choir pad", "bowed pad", "metallic pad",
+    "halo pad", "sweep pad",
+    "rain", "soundtrack", "crystal", "atmosphere", "brightness", "goblins", "echoes",
+    "sci-fi",
+    "sitar", "banjo", "shamisen", "koto", "kalimba", "bagpipe", "fiddle", "shanai",
+    "tinkle bell", "agogo", "steel drums", "woodblock", "taiko drum", "melodic tom",
+    "synth drum", "reverse cymbal",
+    "guitar fret noise", "breath noise", "seashore", "bird tweet", "telephone ring",
+    "helicopter", "applause", "gunshot",
+)
+assert len(GM_NAMES) == 128 and len(GM_GROUPS) == 16

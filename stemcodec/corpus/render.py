@@ -12,12 +12,15 @@ Each piece is written as
 
     CORPUS/<piece-id>/<slot>.wav   one stem per slot (mono float32 unless --channels/--pcm16)
                       mix.wav      the sum of the stems as written (float32)
-                      meta.json    source, recipe, programs, tempo, transposition, seed...
+                      meta.json    source, recipe, programs, tempo, transposition, seed...,
+                                   and per stem its instrument (`stem_instruments`: GM program,
+                                   name, family, each part's own and where it came from)
 
 Per piece: parse -> arrange onto slots -> vary (variant > 0: transpose, tempo, velocity) ->
-cut at a bar line before --max-seconds -> draw one GM program per slot -> one MIDI file per
-slot, rendered by fluidsynth -> stems padded to one length (the longest, release tail kept up
-to 2 s past the last note) -> one gain for the whole piece (mix and every stem peak at
+cut at a bar line before --max-seconds -> draw one GM program per slot (a user's parts keep
+their own instruments: the MIDI program, the score's, or its instrument's name) -> one MIDI
+file per slot, rendered by fluidsynth -> stems padded to one length (the longest, release tail
+kept up to 2 s past the last note) -> one gain for the whole piece (mix and every stem peak at
 -1 dBFS) -> stems, then mix.wav, then meta.json, in `CORPUS/.<piece-id>.tmp/`, renamed into
 place at the end. A piece is done when its folder (with meta.json) exists: a rerun skips it,
 and a crashed run leaves only a hidden .tmp folder, removed by the next run.
@@ -40,7 +43,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,14 @@ from ..files import speed as real_time
 from .arrangement import Arrangement, ScoreError, Track, cut, vary
 from .arrangers import arrange
 from .inputs import arrange_input, find_inputs
-from .instruments import draw_like, draw_program, program_name, slot_of_program
+from .instruments import (
+    DEFAULT_PROGRAMS,
+    draw_like,
+    draw_program,
+    gm_group,
+    program_name,
+    slot_of_program,
+)
 from .layout import piece_base, variant_id
 from .recipes import RECIPES
 from .scores import Source, load_score
@@ -117,30 +127,60 @@ def load_arrangement(job: Job, rng: np.random.Generator) -> Arrangement:
 
 def choose_programs(arr: Arrangement, recipe: str | None, reprogram: bool,
                     rng: np.random.Generator) -> dict[str, list[tuple[Track, int]]]:
-    """(track, program) per slot. Recipes and tracks without a program of their own (or with
-    one of another slot's family) take the slot's drawn program; otherwise a track keeps its
-    program, or with `reprogram` gets one drawn from its own GM family of eight."""
+    """(track, program) per slot; each track's `origin` says where its program came from.
+
+    A recipe's tracks take the slot's drawn program ("drawn"). A user's part keeps its own
+    (origin midi, score or name), or with `reprogram` gets one drawn from its own GM family
+    of eight ("drawn"). A user's part with no program, or with one of another slot's family
+    (a piano program named "Lead Vocal"), plays the slot's default program ("default"), with
+    `reprogram` the slot's drawn one.
+    """
     chosen: dict[str, list[tuple[Track, int]]] = {}
     for slot in arr.slots():
-        drawn = draw_program(slot, rng)
+        drawn = draw_program(slot, rng)  # drawn even where unused: seeds give the same draws
         alike: dict[int, int] = {}
         pairs = []
         for track in arr.parts[slot]:
             if not track.notes:
                 continue
             own = track.program
-            if recipe is not None or own is None or slot_of_program(own, track.is_drum) != slot:
-                program = drawn
+            fits = own is not None and slot_of_program(own, track.is_drum) == slot
+            if recipe is not None:
+                program, origin = drawn, "drawn"
+            elif not fits:
+                program, origin = (drawn, "drawn") if reprogram else (DEFAULT_PROGRAMS[slot],
+                                                                      "default")
             elif reprogram:  # one draw per GM family in the slot
                 family = -1 if track.is_drum else own // 8
                 if family not in alike:
                     alike[family] = draw_like(own, track.is_drum, rng)
-                program = alike[family]
+                program, origin = alike[family], "drawn"
             else:
-                program = own
-            pairs.append((track, int(program)))
+                program, origin = own, track.origin or "midi"
+            pairs.append((replace(track, origin=origin), int(program)))
         chosen[slot] = pairs
     return chosen
+
+
+def stem_instruments(programs: dict[str, list[tuple[Track, int]]]) -> dict[str, dict]:
+    """meta.json's `stem_instruments`: per stem the instrument that labels it (the program
+    that sounds longest in it: one stem may hold several parts of a family, a quartet's four
+    strings in `other`) and every part's own instrument and name."""
+    out = {}
+    for slot, pairs in programs.items():
+        sounding: dict[tuple[int, bool], float] = {}
+        for track, program in pairs:
+            key = (program, track.is_drum)
+            sounding[key] = sounding.get(key, 0.0) + sum(d for _, d, _, _ in track.notes)
+        program, drum = max(sounding, key=sounding.__getitem__)  # ties: the first part's
+        main = next(t for t, p in pairs if (p, t.is_drum) == (program, drum))
+        out[slot] = {
+            "program": program, "instrument": program_name(program, drum),
+            "family": gm_group(program, drum), "drum": drum, "from": main.origin,
+            "parts": [{"part": t.name, "program": p, "instrument": program_name(p, t.is_drum),
+                       "from": t.origin} for t, p in pairs],
+        }
+    return out
 
 
 @dataclass
@@ -204,6 +244,7 @@ def render_piece(job: Job, settings: Settings) -> dict:
         "programs": {s: _one_or_list([p for _, p in programs[s]]) for s in stems},
         "instruments": {s: _one_or_list([program_name(p, t.is_drum) for t, p in programs[s]])
                         for s in stems},
+        "stem_instruments": stem_instruments({s: programs[s] for s in stems}),
         "tempo": round(arrangement.tempo, 3),
         **changes,
         "duration": round(next(iter(stems.values())).shape[-1] / settings.sample_rate, 4),
@@ -330,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a General MIDI .sf2 (default: Debian's FluidR3_GM.sf2)")
     p.add_argument("--reprogram", action="store_true",
                    help="INPUT files without a recipe: draw each part's program from its GM "
-                        "family instead of keeping the file's own")
+                        "family instead of keeping its own instrument (the MIDI program, the "
+                        "score's, or the one its instrument name stands for)")
     p.add_argument("--dry", action="store_true", help="no reverb")
     p.add_argument("--pcm16", action="store_true",
                    help="16-bit stems (40%% less disk); mix.wav stays their exact float sum")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .arrangement import Note, ScoreError, playable_tempo
 from .band import MAJOR, MODES, Bar, Chord
+from .instruments import program_of_name
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,29 @@ def part_notes(stream) -> list[Note]:
             notes.append((float(el.offset), float(el.duration.quarterLength), int(pitch.midi),
                           velocity))
     return notes
+
+
+def part_instrument(part) -> tuple[int | None, str, str]:
+    """(GM program or None, the part's name, where the program came from) of a score part.
+
+    The score's own MIDI program where it gives one (MusicXML `<midi-program>`: "score"),
+    else the program its instrument or part name stands for ("Violoncello" -> 42: "name"),
+    else None: kern and ABC files name their parts but give no programs.
+    """
+    inst = part.getInstrument(returnDefault=True)
+    names = [str(n) for n in (part.partName, getattr(inst, "instrumentName", None),
+                              getattr(inst, "partName", None),
+                              getattr(inst, "instrumentAbbreviation", None),
+                              getattr(inst, "partAbbreviation", None)) if n]
+    label = names[0] if names else ""
+    program = getattr(inst, "midiProgram", None)
+    if program is not None and 0 <= program < 128:
+        return int(program), label, "score"
+    for name in names:
+        found = program_of_name(name)
+        if found is not None:
+            return found, label, "name"
+    return None, label, ""
 
 
 def tempo_of(score, default: float) -> float:
