@@ -41,9 +41,9 @@ from stemcodec.codec.codebooks import (
 from stemcodec.codec.istft import ISTFTDecoder
 from stemcodec.codec.losses import (
     Balancer,
+    FrameSpectrum,
     MultiResolutionSTFT,
     MultiScaleMel,
-    FrameSpectrum,
     PhaseAdvance,
     feature_matching,
     hinge_discriminator,
