@@ -48,12 +48,13 @@ def weights(out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_resume_matches_uninterrupted_run(cache, tmp_path, ema_decay):
-    """With a CUDA device the EMA case is the resume on the GPU (accelerate restores the
-    EMA on the CPU: it must land beside the weights)."""
+def test_resume_matches_uninterrupted_run(cache, tmp_path):
+    """Weights, optimizer, EMA and data order all come back. With a CUDA device this is the
+    resume on the GPU (accelerate restores the EMA on the CPU: it must land beside the
+    weights). Without an EMA the same restore runs minus the EMA (and the SIGTERM tests
+    below resume that way too)."""
     full, parts = tmp_path / "full", tmp_path / "parts"
-    args = ["steps=14", "save_every=7", f"ema_decay={ema_decay}"]
+    args = ["steps=14", "save_every=7", "ema_decay=0.9"]
     assert ok(train(cache, full, *args))
     assert ok(train(cache, parts, *args, "stop_after=7"))
     assert max(losses(parts)) == 7
@@ -135,21 +136,18 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(cache, tmp_path)
     MultiStreamTransformer.from_pretrained(out)
 
 
-@pytest.mark.parametrize("change, expected", [
-    ("model.dim=64", "model.dim=32, not 64"),
-    ("model.num_layers=3", "model.num_layers=2, not 3"),
-    ("model.slot_attention=false", "model.slot_attention=True, not False"),
-])
 @pytest.mark.slow
-def test_changed_architecture_on_resume_is_one_line_and_keeps_the_run(cache, tmp_path, change,
-                                                                      expected):
+def test_changed_architecture_on_resume_is_one_line_and_keeps_the_run(cache, tmp_path):
     out = tmp_path / "run"
     assert ok(train(cache, out, "steps=2"))
     before = {p: p.read_bytes() for p in (out / "train_config.json", out / "model.safetensors")}
-    err = one_line_error(train(cache, out, "steps=4", change))
-    assert f"{out} was trained with {expected}" in err, err
-    assert all(p.read_bytes() == data for p, data in before.items())
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]
+    for change, expected in [("model.dim=64", "model.dim=32, not 64"),
+                             ("model.num_layers=3", "model.num_layers=2, not 3"),
+                             ("model.slot_attention=false", "model.slot_attention=True, not False")]:
+        err = one_line_error(train(cache, out, "steps=4", change))
+        assert f"{out} was trained with {expected}" in err, (change, err)
+        assert all(p.read_bytes() == data for p, data in before.items()), change
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002"]
     assert ok(train(cache, out, "steps=4"))  # the same architecture resumes
 
 
