@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,3 +53,17 @@ def test_generate_speed_times_each_exact_speedup_against_the_code_without_it(tmp
     # the switches are left on
     assert SlotAttention.lone_slot_shortcut and sampling.FUSE_CODEBOOKS
     assert StemGenerator.decode_per_stem is None
+
+
+@pytest.mark.slow
+def test_prepare_throughput_times_each_job_count_and_checks_the_tokens(tmp_path):
+    """bench/prepare_throughput.py: one row per job count, the first the baseline (1.0x), and
+    the same tokens from --jobs 1 and --jobs 2 (the bench exits 1 if they differ)."""
+    bench = load_bench("prepare_throughput")
+    path = tmp_path / "t.json"
+    assert bench.main(["--songs", "2", "--seconds", "2", "--work", str(tmp_path / "work"),
+                       "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert [r["jobs"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
+    assert all(r["same_tokens"] and r["seconds"] > 0 for r in rows)
+    assert (tmp_path / "work" / "cache-jobs2" / "manifest.json").is_file()
