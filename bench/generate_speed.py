@@ -39,9 +39,17 @@ decode with (its own decoder layout). Random weights cost what trained ones cost
   Each prints old and new seconds and new/old. `--without-speedups` switches them all off
   for the main figures (the code before them, to compare two runs' rtf).
 
+- `--quantize int8`: `StemGenerator(quantize="int8")` (int8 dynamic quantisation of the
+  transformer's Linear layers, CPU only) against float in the same run, `--speedup-slots`
+  slots, the pairs interleaved (medians of `--repeats`): sampling seconds, int8/float, and the
+  token agreement (the share of tokens equal for the same seed) with the default settings and
+  greedy. `--quantize-model M` compares a trained model (a run folder or a bundled name,
+  generator-mini) instead of the random one: random weights time like trained ones, but
+  their flat logits understate the agreement.
+
 `--json F` writes {"device": str, "rtf": {"1": x, ...}, "kv_speedup": y,
 "time_to_first_audio": {"1": s, ...}, "rtf_stream": {"1": x, ...}, "details": {...}}
-(details["exact_speedups"] with `--exact-speedups`).
+(details["exact_speedups"] with `--exact-speedups`, details["quantize"] with `--quantize`).
 """
 
 from __future__ import annotations
@@ -207,6 +215,40 @@ def exact_speedups(model, codec, frames: int, repeats: int, slots: int) -> dict:
 
 
 @torch.inference_mode()
+def quantized_against_float(model, codec, slots: int, frames: int, repeats: int,
+                            quantize: str, checkpoint: str | None = None) -> dict:
+    """int8 against float: sampling seconds (pairs interleaved, medians) and the share of
+    tokens equal for the same seed, default settings and greedy (see the docstring)."""
+    if checkpoint is None:
+        gens = {"float": StemGenerator(model, codec, device="cpu"),
+                "int8": StemGenerator(model, codec, device="cpu", quantize=quantize)}
+    else:
+        gens = {"float": StemGenerator.from_pretrained(checkpoint, device="cpu"),
+                "int8": StemGenerator.from_pretrained(checkpoint, device="cpu",
+                                                      quantize=quantize)}
+        model, codec = gens["float"]._fixed.model, gens["float"]._fixed.codec
+    trained = (model.training_info or {}).get("instruments") or model.config.vocabulary
+    names = ",".join([n for n in model.config.vocabulary if n in trained][:slots])
+    seconds = frames / codec.frame_rate
+    for g in gens.values():  # warm-up: the quantized kernels pack their weights on first use
+        g.generate(names, 16 / codec.frame_rate)
+    times: dict[str, list[float]] = {"float": [], "int8": []}
+    agreement = []
+    for r in range(repeats):
+        codes = {}
+        for name, g in gens.items():
+            out = g.generate(names, seconds, seed=r)
+            times[name].append(out.timing["sample_s"])
+            codes[name] = out.codes
+        agreement.append((codes["float"] == codes["int8"]).float().mean().item())
+    greedy = [g.generate(names, seconds, seed=0, temperature=0).codes for g in gens.values()]
+    old, new = (statistics.median(times[n]) for n in ("float", "int8"))
+    return {"quantize": quantize, "model": checkpoint or "random", "slots": names,
+            "timed": "sample_s", "float_s": old, "int8_s": new, "int8_over_float": new / old,
+            "token_agreement": statistics.mean(agreement),
+            "token_agreement_greedy": (greedy[0] == greedy[1]).float().mean().item()}
+
+
 def recompute_step_s(model, slots: int, prefix: int, steps: int) -> tuple[float, float]:
     """(recompute, cached) seconds per step at delayed positions [prefix, prefix + steps): the
     work of one `generate_codes` step with use_cache False / True (forward, then sampling)."""
@@ -354,9 +396,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--exact-speedups", action="store_true",
                         help="time each exact speed-up against the code without it")
     parser.add_argument("--speedup-slots", type=int, default=4,
-                        help="slots of the decode_per_stem and fused_codebooks timings")
+                        help="slots of the decode_per_stem, fused_codebooks and "
+                             "--quantize timings")
     parser.add_argument("--without-speedups", action="store_true",
                         help="the main figures with every exact speed-up switched off")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="time the int8-quantized model against float, token agreement")
+    parser.add_argument("--quantize-model", default=None, metavar="MODEL",
+                        help="with --quantize: a trained model (run folder, generator-mini)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -421,6 +468,14 @@ def measure(args: argparse.Namespace) -> dict:
               f"median of {args.repeats}):")
         details["exact_speedups"] = exact_speedups(model, codec, frames, args.repeats,
                                                    args.speedup_slots)
+    if args.quantize:
+        q = quantized_against_float(model, codec, args.speedup_slots, frames, args.repeats,
+                                    args.quantize, args.quantize_model)
+        details["quantize"] = q
+        print(f"{q['quantize']} against float ({q['model']} model, {q['slots']}, "
+              f"{args.duration:g} s, median of {args.repeats}): sampling {q['float_s']:.2f} s "
+              f"-> {q['int8_s']:.2f} s ({q['int8_over_float']:.2f}x the time); tokens equal "
+              f"{q['token_agreement']:.3f} (greedy {q['token_agreement_greedy']:.3f})")
     if torch.cuda.is_available() and not args.no_gpu:
         gpu = gpu_floor(model, args.kv_slots, frames)
         details["gpu"] = gpu

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demucs-repo", default=None, help="folder of the Demucs weights")
     p.add_argument("--codec-repo", default=None, help="folder of the codec weights")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quantize", default=None, metavar="int8",
+                   help="int8: dynamic int8 quantisation of the transformer's linear layers "
+                        "(CPU only; the codec stays float)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
     p.add_argument("--stream", nargs="?", const="", default=None, metavar="-",
                    help="write the audio while it is generated: the output folder's wav files "
@@ -77,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stream is not None:
         check_stream(args)
     generator = StemGenerator.from_pretrained(args.checkpoint, device=args.device,
-                                              codec_repo=args.codec_repo)
+                                              codec_repo=args.codec_repo,
+                                              quantize=args.quantize)
     options = dict(given=args.given, prompt=args.prompt, given_mix=args.given_mix,
                    keep=args.keep, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, cfg=args.cfg, window=args.window, context=args.context,
@@ -94,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                for b, out in enumerate(outputs)]
     what = f"{len(first.stems)} stems" if first.stems else "a mix"
     print(f"wrote {', '.join(map(str, folders))}: {what} x {first.seconds:g} s, "
-          f"{first.seconds * len(outputs) / took:.2f}x real time on {generator.device}")
+          f"{first.seconds * len(outputs) / took:.2f}x real time on {generator.device}"
+          f"{f' ({args.quantize})' if args.quantize else ''}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,36 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+QUANTIZE = ("int8",)  # what `quantize` / --quantize takes; None: the float model
+
+
+def check_quantize(quantize: str | None, device: torch.device) -> None:
+    """A `quantize` value the generator can apply on `device`, checked before a model loads."""
+    if quantize is None:
+        return
+    if quantize not in QUANTIZE:
+        raise UserError(f"--quantize {quantize}: unknown; give int8 (or leave it out for the "
+                        "float model)")
+    if device.type != "cpu":
+        # PyTorch's dynamic int8 Linear kernels (fbgemm, qnnpack) run on the CPU only
+        raise UserError(f"--quantize {quantize} is for CPU inference, not {device}; add "
+                        "--device cpu, or drop --quantize")
+
+
+def quantize_model(model: MultiStreamTransformer, quantize: str | None) -> MultiStreamTransformer:
+    """`model` with its Linear layers dynamically quantized (int8 weights, activations
+    quantized per call), as a copy: the float model is left as it is. Only the transformer:
+    the codec stays float. None: `model` itself."""
+    if quantize is None:
+        return model
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which this project does
+        # not depend on; the eager API still works in the torch it pins
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                      dtype=torch.qint8)
 
 
 def checkpoint_folder(checkpoint: PathLike) -> Path:
@@ -125,7 +156,8 @@ class StemGenerator:
 
     def __init__(self, model: MultiStreamTransformer | None = None, codec: Codec | None = None,
                  *, device: str | torch.device = "auto",
-                 codec_repo: PathLike | None = None, checkpoint: str | None = None) -> None:
+                 codec_repo: PathLike | None = None, checkpoint: str | None = None,
+                 quantize: str | None = None) -> None:
         """A generator of `model` with `codec` (default: the codec its checkpoint names).
 
         Args:
@@ -134,13 +166,17 @@ class StemGenerator:
             device: auto (cuda if there is one), cpu, cuda ...
             codec_repo: folder of the codec's weights, when not in the default place.
             checkpoint: where `model` came from (recorded in meta).
+            quantize: "int8": int8 dynamic quantisation of the transformer's Linear layers
+                (CPU only; `model` itself stays float); None: float. Recorded in meta.
         """
         self.device = resolve_device(device)
+        check_quantize(quantize, self.device)
+        self.quantize = quantize
         self.codec_repo = codec_repo
         self._fixed: Loaded | None = None
         self._bundled: dict[str, Loaded] = {}
         if model is not None:
-            model = model.to(self.device).eval()
+            model = quantize_model(model.to(self.device).eval(), quantize)
             if codec is None:
                 codec = load_codec_for(model, codec_repo, self.device)
             weights = Path(checkpoint) / "model.safetensors" if checkpoint else None
@@ -150,18 +186,21 @@ class StemGenerator:
     @classmethod
     def from_pretrained(cls, checkpoint: PathLike | None = None, *,
                         device: str | torch.device = "auto",
-                        codec_repo: PathLike | None = None) -> StemGenerator:
+                        codec_repo: PathLike | None = None,
+                        quantize: str | None = None) -> StemGenerator:
         """A generator from a run folder (what train/train.py writes), a training checkpoint
         (`checkpoints/step_N`), a bundled model's name, or None: the bundled default, the
-        solo-piano model for `slots="solo-piano"` and the band model otherwise."""
+        solo-piano model for `slots="solo-piano"` and the band model otherwise.
+        `quantize="int8"`: see `StemGenerator`."""
         if checkpoint is None:
-            return cls(device=device, codec_repo=codec_repo)
+            return cls(device=device, codec_repo=codec_repo, quantize=quantize)
         from ..model import MultiStreamTransformer
         folder = checkpoint_folder(checkpoint)
         device = resolve_device(device)
+        check_quantize(quantize, device)  # before the weights are read
         model = MultiStreamTransformer.from_pretrained(folder, device=device)
         return cls(model, load_codec_for(model, codec_repo, device), device=device,
-                   codec_repo=codec_repo, checkpoint=str(folder))
+                   codec_repo=codec_repo, checkpoint=str(folder), quantize=quantize)
 
     def model_for(self, slots: str) -> Loaded:
         """The model these slots are generated with (the bundled one they call for, if none
@@ -178,7 +217,8 @@ class StemGenerator:
                     f"launch train/train.py --config {config}` and pass --checkpoint {run} "
                     "(scripts/train_bundled.sh rebuilds the bundled ones)")
             self._bundled[name] = StemGenerator.from_pretrained(
-                path, device=self.device, codec_repo=self.codec_repo)._fixed
+                path, device=self.device, codec_repo=self.codec_repo,
+                quantize=self.quantize)._fixed
         return self._bundled[name]
 
     # -- the API ------------------------------------------------------------------------------
@@ -346,7 +386,7 @@ class StemGenerator:
                 "codec": codec.codec_id, "frames": plan.frames, "frame_rate": codec.frame_rate,
                 "window": plan.window, "context": plan.context,
                 "conditions": plan.conditions.sources, "mode": loaded.model.config.mode,
-                "device": str(self.device)}
+                "device": str(self.device), "quantize": self.quantize}
         return [GenerationOutput.from_decoded(
                     {slot: waves[b, k] for k, slot in enumerate(plan.names)}, codec.sample_rate,
                     {**meta, "seed": seed}, codes[b].cpu(), mixed=plan.mixed, timing=timing)

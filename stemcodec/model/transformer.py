@@ -164,7 +164,9 @@ class SlotAttention(nn.Module):
                 not read: `slot_mask` always lets a lone slot see itself.
         """
         B, K, T, D = x.shape
-        if self.skips_query_key(K):
+        # a quantized qkv (torch.ao dynamic Linear) keeps its weight packed, with no float
+        # rows to slice: it takes the generic path, which gives the same output
+        if self.skips_query_key(K) and isinstance(self.qkv, nn.Linear):
             # one key: its softmax weight is 1 whatever the query and the key are, so the
             # output is the value projection alone (a third of the qkv product, no attention)
             return self.proj(F.linear(x, self.qkv.weight[2 * D:]))
