@@ -164,9 +164,7 @@ class SlotAttention(nn.Module):
                 not read: `slot_mask` always lets a lone slot see itself.
         """
         B, K, T, D = x.shape
-        # a quantized qkv (torch.ao dynamic Linear) keeps its weight packed, with no float
-        # rows to slice: it takes the generic path, which gives the same output
-        if self.skips_query_key(K) and isinstance(self.qkv, nn.Linear):
+        if self.skips_query_key(K):
             # one key: its softmax weight is 1 whatever the query and the key are, so the
             # output is the value projection alone (a third of the qkv product, no attention)
             return self.proj(F.linear(x, self.qkv.weight[2 * D:]))
@@ -186,7 +184,10 @@ class SlotAttention(nn.Module):
         """Whether a forward of `slots` slots skips the query, the key and the attention: one
         slot, outside training (in training, attention dropout can drop the lone weight, and
         the query and key weights are kept in the graph, with their zero gradients)."""
-        return slots == 1 and self.lone_slot_shortcut and not self.training
+        # a quantized qkv (torch.ao dynamic Linear) keeps its weight packed, with no float
+        # rows to slice: it takes the generic path, which gives the same output
+        return (slots == 1 and self.lone_slot_shortcut and not self.training
+                and isinstance(self.qkv, nn.Linear))
 
 
 def slot_mask(key_ok: torch.Tensor, T: int) -> torch.Tensor:
