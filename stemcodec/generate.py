@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", default=None, metavar="int8",
                    help="int8: dynamic int8 quantisation of the transformer's linear layers "
                         "(CPU only; the codec stays float)")
+    p.add_argument("--threads", default="auto", metavar="N",
+                   help="CPU threads (default auto: the fastest of 1, 2 and all cores for this "
+                        "model and slot count, measured once and remembered)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default out/<name>)")
     p.add_argument("--stream", nargs="?", const="", default=None, metavar="-",
                    help="write the audio while it is generated: the output folder's wav files "
@@ -81,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_stream(args)
     generator = StemGenerator.from_pretrained(args.checkpoint, device=args.device,
                                               codec_repo=args.codec_repo,
-                                              quantize=args.quantize)
+                                              quantize=args.quantize,
+                                              threads=parse_threads(args.threads))
     options = dict(given=args.given, prompt=args.prompt, given_mix=args.given_mix,
                    keep=args.keep, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, cfg=args.cfg, window=args.window, context=args.context,
@@ -99,8 +103,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = f"{len(first.stems)} stems" if first.stems else "a mix"
     print(f"wrote {', '.join(map(str, folders))}: {what} x {first.seconds:g} s, "
           f"{first.seconds * len(outputs) / took:.2f}x real time on {generator.device}"
-          f"{f' ({args.quantize})' if args.quantize else ''}")
+          f"{describe(first.meta.get('threads'), args.quantize)}")
     return 0
+
+
+def describe(threads: int | None, quantize: str | None) -> str:
+    """` (1 thread, int8)`: how it ran, where that is worth saying."""
+    parts = [f"{threads} thread{'s' if threads > 1 else ''}"] if threads else []
+    parts += [quantize] if quantize else []
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def parse_threads(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--threads {text}: a number of CPU threads, or auto") from None
 
 
 def default_folder(slots: Sequence[str], seed: int) -> Path:

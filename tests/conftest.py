@@ -20,3 +20,17 @@ def write_tone():
         sf.write(path, tone(seconds, rate, channels=channels, **kw), rate, subtype=subtype)
         return path
     return write
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """The thread-count choices generation remembers (stemcodec/generation/threads.py) go to
+    a folder of the test session, not the user's ~/.cache."""
+    import os
+    before = os.environ.get("STEMCODEC_CACHE")
+    os.environ["STEMCODEC_CACHE"] = str(tmp_path_factory.mktemp("stemcodec-cache"))
+    yield
+    if before is None:
+        os.environ.pop("STEMCODEC_CACHE", None)
+    else:
+        os.environ["STEMCODEC_CACHE"] = before

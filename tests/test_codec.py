@@ -353,6 +353,36 @@ def test_a_steady_frame_is_a_steady_tone_at_its_frequency_between_bins(phase, at
         assert abs(peak / 75.0 - round(peak / 75.0)) < 0.01, peak
 
 
+def test_detached_running_phase_leaves_the_frequencies_to_the_phase_loss():
+    """`detach_running` (losses.phase_trains_frequency) changes no sample of the output; the
+    waveform's gradient then no longer reaches the frequency head (through a running sum it is
+    the sum over every later frame, and dominated the clipped gradient), while the
+    phase-advance loss, on `last_phase`, still trains it."""
+    from stemcodec.codec.istft import ISTFTDecoder
+    from stemcodec.codec.losses import PhaseAdvance
+    from stemcodec.metrics.pitch import tone_signal
+    torch.manual_seed(0)
+    decoder = ISTFTDecoder(8, 320, dim=16, layers=1, phase="accumulated", noise=True)
+    with torch.no_grad():
+        decoder.frequency.weight.normal_(0.0, 0.1)
+    emb = torch.randn(1, 8, 40)
+    reference = tone_signal("sine", 220.0, seconds=40 * 320 / 24000)[None]
+    outputs, grads = [], []
+    for detach in (False, True):
+        decoder.detach_running = detach
+        decoder.zero_grad()
+        wav = decoder(emb)
+        outputs.append(wav.detach())
+        wav.square().sum().backward(retain_graph=True)
+        grad = decoder.frequency.weight.grad
+        grads.append(0.0 if grad is None else grad.norm().item())
+        decoder.zero_grad()
+        PhaseAdvance(decoder.n_fft, decoder.hop)(decoder.last_phase, reference).backward()
+        assert decoder.frequency.weight.grad.norm().item() > 0
+    assert torch.equal(outputs[0], outputs[1])
+    assert grads[0] > 0 and grads[1] == 0.0, grads
+
+
 def test_the_spectral_encoder_gives_a_steady_tone_steady_encodings():
     """A sine's encodings do not cycle with its phase against the frame grid (a waveform
     encoder's do): from frame to frame they move far less than from one pitch to the next."""

@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(codec.decoder, ISTFTDecoder):
             raise UserError("losses.phase needs an iSTFT decoder (model.decoder=istft)")
         phase_loss = PhaseAdvance(codec.decoder.n_fft, codec.decoder.hop).to(accelerator.device)
+        codec.decoder.detach_running = bool(w.phase_trains_frequency)
     frame_loss = None
     if w.frame_magnitude > 0 or w.group_delay > 0:
         if not isinstance(codec.decoder, ISTFTDecoder):

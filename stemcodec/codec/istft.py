@@ -105,6 +105,7 @@ class ISTFTDecoder(nn.Module):
             self.frequency = nn.Linear(dim, bins)
             nn.init.zeros_(self.frequency.weight)
             nn.init.zeros_(self.frequency.bias)
+        self.detach_running = False  # see spectrum: the waveform losses leave the frequencies alone
         self.gate = None
         if noise:  # closed at first (g ~ 0.05): a decoder without the gate is the same function
             self.gate = nn.Linear(dim, bins)
@@ -159,12 +160,16 @@ class ISTFTDecoder(nn.Module):
             if before is not None:
                 total = total + before[..., None].to(total)
             self.running = torch.remainder(total, 2 * math.pi)
-            phase = phase + self.running.to(phase.dtype)
+            running = self.running.to(phase.dtype)
         if self.gate is not None:
             frames = torch.arange(offset, offset + phase.shape[2], device=phase.device)
             noise = self.noise_phase[:, frames % self.NOISE_FRAMES]  # [F, T]
             phase = phase + torch.sigmoid(self.gate(h)).transpose(1, 2) * noise
-        self.last_phase = phase  # for the phase-advance loss (losses.PhaseAdvance)
+        if self.frequency is not None:
+            self.last_phase = phase + running  # for the phase-advance loss (losses.PhaseAdvance)
+            phase = phase + (running.detach() if self.detach_running else running)
+        else:
+            self.last_phase = phase
         self.last_spectrum = torch.polar(magnitude, phase)  # for losses.FrameSpectrum
         return self.last_spectrum
 

@@ -27,6 +27,8 @@ from ..errors import UserError
 from ..slots import SlotSpec, check_instruments, parse_slots
 from .output import GenerationOutput
 from .settings import Pairs, PathLike, Settings
+from .threads import choose as choose_threads
+from .threads import using
 
 if TYPE_CHECKING:
     from ..codec import Codec
@@ -55,6 +57,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 QUANTIZE = ("int8",)  # what `quantize` / --quantize takes; None: the float model
+
+
+def check_threads(threads: int | None) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserError(f"threads {threads!r}: a whole number of CPU threads, at least 1 "
+                        "(or None: the fastest, measured once on this machine)")
+    return threads
 
 
 def check_quantize(quantize: str | None, device: torch.device) -> None:
@@ -135,6 +146,7 @@ class Plan:
     context: int | None
     conditions: Conditions
     sampling: SamplingConfig
+    threads: int | None = None  # CPU threads (StemGenerator._threads); None: left as they are
 
     @property
     def mixed(self) -> bool:
@@ -157,7 +169,7 @@ class StemGenerator:
     def __init__(self, model: MultiStreamTransformer | None = None, codec: Codec | None = None,
                  *, device: str | torch.device = "auto",
                  codec_repo: PathLike | None = None, checkpoint: str | None = None,
-                 quantize: str | None = None) -> None:
+                 quantize: str | None = None, threads: int | None = None) -> None:
         """A generator of `model` with `codec` (default: the codec its checkpoint names).
 
         Args:
@@ -168,9 +180,13 @@ class StemGenerator:
             checkpoint: where `model` came from (recorded in meta).
             quantize: "int8": int8 dynamic quantisation of the transformer's Linear layers
                 (CPU only; `model` itself stays float); None: float. Recorded in meta.
+            threads: torch CPU threads for generating and decoding; None: the fastest of 1, 2
+                and all cores for this model and slot count, measured on the first call and
+                remembered for this machine (threads.py). Recorded in meta.
         """
         self.device = resolve_device(device)
         check_quantize(quantize, self.device)
+        self.threads = check_threads(threads)
         self.quantize = quantize
         self.codec_repo = codec_repo
         self._fixed: Loaded | None = None
@@ -187,20 +203,23 @@ class StemGenerator:
     def from_pretrained(cls, checkpoint: PathLike | None = None, *,
                         device: str | torch.device = "auto",
                         codec_repo: PathLike | None = None,
-                        quantize: str | None = None) -> StemGenerator:
+                        quantize: str | None = None,
+                        threads: int | None = None) -> StemGenerator:
         """A generator from a run folder (what train/train.py writes), a training checkpoint
         (`checkpoints/step_N`), a bundled model's name, or None: the bundled default, the
         solo-piano model for `slots="solo-piano"` and the band model otherwise.
-        `quantize="int8"`: see `StemGenerator`."""
+        `quantize`, `threads`: see `StemGenerator`."""
         if checkpoint is None:
-            return cls(device=device, codec_repo=codec_repo, quantize=quantize)
+            return cls(device=device, codec_repo=codec_repo, quantize=quantize,
+                       threads=threads)
         from ..model import MultiStreamTransformer
         folder = checkpoint_folder(checkpoint)
         device = resolve_device(device)
         check_quantize(quantize, device)  # before the weights are read
         model = MultiStreamTransformer.from_pretrained(folder, device=device)
         return cls(model, load_codec_for(model, codec_repo, device), device=device,
-                   codec_repo=codec_repo, checkpoint=str(folder), quantize=quantize)
+                   codec_repo=codec_repo, checkpoint=str(folder), quantize=quantize,
+                   threads=threads)
 
     def model_for(self, slots: str) -> Loaded:
         """The model these slots are generated with (the bundled one they call for, if none
@@ -218,7 +237,7 @@ class StemGenerator:
                     "(scripts/train_bundled.sh rebuilds the bundled ones)")
             self._bundled[name] = StemGenerator.from_pretrained(
                 path, device=self.device, codec_repo=self.codec_repo,
-                quantize=self.quantize)._fixed
+                quantize=self.quantize, threads=self.threads)._fixed
         return self._bundled[name]
 
     # -- the API ------------------------------------------------------------------------------
@@ -288,12 +307,13 @@ class StemGenerator:
     def _generate(self, seeds: list[int], settings: Settings,
                   progress: bool) -> list[GenerationOutput]:
         plan = self._plan(settings)
-        wall, cpu = time.perf_counter(), time.process_time()
-        codes = torch.stack(list(self._frames(plan, seeds, progress)), dim=-1)  # [B, K, Q, T]
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        sampled = time.perf_counter(), time.process_time()
-        waves = self._decode(plan, codes)
+        with using(plan.threads):
+            wall, cpu = time.perf_counter(), time.process_time()
+            codes = torch.stack(list(self._frames(plan, seeds, progress)), dim=-1)  # [B,K,Q,T]
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            sampled = time.perf_counter(), time.process_time()
+            waves = self._decode(plan, codes)
         timing = {"sample_s": sampled[0] - wall, "sample_cpu_s": sampled[1] - cpu,
                   "decode_s": time.perf_counter() - sampled[0],
                   "decode_cpu_s": time.process_time() - sampled[1]}
@@ -333,8 +353,36 @@ class StemGenerator:
                                      given_mix=given_mix, keep=keep, separator=separator)
         check_guidance(model, conditions, s.cfg)
         from ..model import SamplingConfig
-        return Plan(s, loaded, slots.names, torch.tensor(ids), frames, window, context,
+        plan = Plan(s, loaded, slots.names, torch.tensor(ids), frames, window, context,
                     conditions, SamplingConfig(s.temperature, s.top_k, s.top_p))
+        plan.threads = self._threads(plan)
+        return plan
+
+    def _threads(self, plan: Plan) -> int | None:
+        """The CPU threads this plan runs on: the caller's, else the fastest remembered or
+        measured for its model and slot count; None on an accelerator (left as it is)."""
+        if self.device.type != "cpu":
+            return None
+        if self.threads is not None:
+            return self.threads
+        cfg = plan.loaded.model.config
+        what = (f"dim {cfg.dim} layers {cfg.num_layers} heads {cfg.num_heads} "
+                f"Q {cfg.num_codebooks} slot_attention {cfg.slot_attention} "
+                f"slots {len(plan.names)} quantize {self.quantize} "
+                f"codec {plan.loaded.codec.codec_id}")
+        return choose_threads(what, lambda: self._probe(plan))
+
+    def _probe(self, plan: Plan, frames: int = 16) -> None:
+        """A short generation of this plan's model and slots, decoding included: what the
+        thread count is chosen by."""
+        from ..model import SamplingConfig
+        from ..model.sampling import sample_frames
+        made = [f for f in sample_frames(plan.loaded.model, plan.instrument[None], frames,
+                                         SamplingConfig(),
+                                         generator=torch.Generator(self.device).manual_seed(0),
+                                         window=plan.window)
+                if f is not None]
+        self._decode(plan, torch.stack(made, dim=-1))
 
     def _frames(self, plan: Plan, seeds: list[int],
                 progress: bool) -> Iterator[torch.Tensor]:
@@ -386,7 +434,8 @@ class StemGenerator:
                 "codec": codec.codec_id, "frames": plan.frames, "frame_rate": codec.frame_rate,
                 "window": plan.window, "context": plan.context,
                 "conditions": plan.conditions.sources, "mode": loaded.model.config.mode,
-                "device": str(self.device), "quantize": self.quantize}
+                "device": str(self.device), "quantize": self.quantize,
+                "threads": plan.threads}
         return [GenerationOutput.from_decoded(
                     {slot: waves[b, k] for k, slot in enumerate(plan.names)}, codec.sample_rate,
                     {**meta, "seed": seed}, codes[b].cpu(), mixed=plan.mixed, timing=timing)

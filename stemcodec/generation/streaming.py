@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..audio import balance, is_silent
+from .threads import using
 
 if TYPE_CHECKING:
     from .generator import Plan, StemGenerator
@@ -144,15 +145,16 @@ class GenerationStream:
                 yield lambda frame=frame: decoder.push(frame[0, :, :, None])
             yield decoder.flush
 
-        for decode in decodes():
-            t = time.perf_counter()
-            wav = decode().cpu()  # [K, C, s]
-            decode_s += time.perf_counter() - t
-            if wav.shape[-1]:
-                first_audio = first_audio or time.perf_counter() - started
+        with using(plan.threads):
+            for decode in decodes():
                 t = time.perf_counter()
-                yield self._chunk(wav, pieces)
-                waited_s += time.perf_counter() - t
+                wav = decode().cpu()  # [K, C, s]
+                decode_s += time.perf_counter() - t
+                if wav.shape[-1]:
+                    first_audio = first_audio or time.perf_counter() - started
+                    t = time.perf_counter()
+                    yield self._chunk(wav, pieces)
+                    waited_s += time.perf_counter() - t
         wall = time.perf_counter() - started
         codes = torch.stack(frames, dim=-1)  # [1, K, Q, T]
         waves = torch.cat(pieces, dim=-1)[None]  # [1, K, C, S]

@@ -95,6 +95,11 @@ class LossConfig:
     stft_windows: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
     # an iSTFT decoder's phase advance per bin against the reference's (its partials' frequency)
     phase: float = 0.0
+    # with an accumulated phase (and losses.phase > 0) the frequency head learns from the
+    # phase-advance loss alone: the waveform losses' gradient through the running sum adds up
+    # over every later frame, 10x the rest of the model's, and grad_clip then shrinks every
+    # other parameter's step with it (docs/codec.md, "Fourth look")
+    phase_trains_frequency: bool = True
     # an iSTFT decoder's own frames before overlap-add, against the reference on the same
     # frames (losses.FrameSpectrum): log magnitude, and the phase step from bin to bin
     frame_magnitude: float = 0.0
