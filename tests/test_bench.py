@@ -67,3 +67,20 @@ def test_prepare_throughput_times_each_job_count_and_checks_the_tokens(tmp_path)
     assert [r["jobs"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
     assert all(r["same_tokens"] and r["seconds"] > 0 for r in rows)
     assert (tmp_path / "work" / "cache-jobs2" / "manifest.json").is_file()
+
+
+def test_stream_pipe_hears_a_gap_where_audio_comes_late():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "bench" / "stream_pipe.py"
+    spec = importlib.util.spec_from_file_location("stream_pipe", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rate = 100
+    steady = [(0.5 * i, 60) for i in range(10)]  # 0.6 s of audio every 0.5 s: ahead
+    assert bench.gaps(steady, rate) == {"gaps": 0, "gap_s": 0.0, "longest_gap_s": 0.0,
+                                        "start_s": 0.0}
+    late = [(0.0, 50), (0.5, 50), (1.5, 100), (1.6, 100)]  # runs out at 1.0 s, more at 1.5
+    out = bench.gaps(late, rate)
+    assert out["gaps"] == 1 and abs(out["gap_s"] - 0.5) < 1e-9
+    # a second of preroll: it starts at 1.5 s with 2 s in hand, and never runs out
+    assert bench.gaps(late, rate, preroll=1.0)["gaps"] == 0

@@ -4,7 +4,8 @@
       cache.json               codec info and slot names, fixed when the cache is created
       songs/<id>.npy           codes [K, Q, T] int16 (int32 if card > 32767), memory-mappable
       songs/<id>.mix.npy       codes [1, Q, T] of the mixed audio (for the `mode: mix` baseline)
-      songs/<id>.json          the song's entry; written last, so it marks the song done
+      songs/<id>.json          the song's entry (with each slot's instrument object, where
+                               known); written last, so it marks the song done
       manifest.json            all entries of the last complete run, read by training
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file.
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import temporary_beside
+from ..objects import UNKNOWN
 from .layout import piece_key
 
 FORMAT_VERSION = 1
@@ -50,11 +52,20 @@ class SongEntry:
     # what is odd about its files: flag (silent, dead_channel, dc_offset, unreadable) ->
     # "<file>: <what was measured>" lines; empty when nothing is (and in older entries)
     flags: dict[str, list[str]] = field(default_factory=dict)
+    # per cache slot the instrument object playing it (stemcodec.objects names, from a
+    # rendered piece's meta.json); None (older entries, separated songs): unknown everywhere
+    objects: list[str] | None = None
 
     @property
     def key(self) -> str:
         """The piece key (layout.piece_key): the song's side of the train/valid split."""
         return piece_key(self.source or self.id)
+
+    def object_names(self, slots: int) -> list[str]:
+        """The object of each of the `slots` cache slots, `unknown` where none is known."""
+        names = list(self.objects or [])[:slots]
+        return [n if isinstance(n, str) else UNKNOWN for n in names] + \
+            [UNKNOWN] * (slots - len(names))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,13 @@ variant and part of a tune lands on one side, the same side every run and in eve
 Per item, deterministic for (seed, epoch, index):
   * slot dropout: keep all present slots, or a random subset of 1..K of them;
   * given slots: some kept slots are marked given (teacher-forced, no loss), so one model
-    learns full generation, fewer slots, accompaniment and continuation.
+    learns full generation, fewer slots, accompaniment and continuation;
+  * instrument objects (read by models with `model.objects`): each slot's object id (the GM
+    program or kit the corpus labelled its stem with; 0 = unknown) and a reference clip of
+    `reference_frames` frames cut from another part of the same stem, never overlapping the
+    window, so it tells the timbre and not the notes; in training either is dropped with
+    `object_dropout` / `reference_dropout`, so the model also learns without them. These
+    draws come from a generator of their own: the windows and slots are what they were.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from ..objects import UNKNOWN_ID, object_id
 from .cache import TokenCache
 from .layout import piece_key, split_by_piece
 
@@ -34,6 +41,10 @@ class DataConfig:
     silent: Literal["drop", "keep"] = "drop"  # drop: a silent stem counts as absent
     p_all_slots: float = 0.5  # chance to keep every present slot (else a random subset)
     p_given: float = 0.25  # chance that some kept slots are given (teacher-forced)
+    # instrument objects (only models with model.objects read them; docs/objects.md)
+    reference_frames: int = 150  # frames of a slot's reference clip (2 s at 75 frames/s)
+    object_dropout: float = 0.5  # chance in training that a slot's object id is hidden
+    reference_dropout: float = 0.5  # chance in training that a slot's reference is hidden
     num_workers: int = 0
 
 
@@ -82,6 +93,11 @@ class WindowDataset(Dataset):
         if mode == "mix":
             chosen = [s for s in chosen if songs[s].mix_shard]
         self.songs = chosen
+        K = len(self.instrument)
+        # each song's object id per slot (the mix stream has none)
+        self.objects = {song: np.array([UNKNOWN_ID] * K if mode == "mix" else
+                                       [object_id(n) for n in songs[song].object_names(K)],
+                                       dtype=np.int64) for song in chosen}
         # (song, start) windows; train windows overlap by half and get a random shift
         self.items: list[tuple[str, int]] = []
         hop = self.window if split == "valid" else max(1, self.window // 2)
@@ -125,13 +141,49 @@ class WindowDataset(Dataset):
         given = np.zeros(K, dtype=bool)
         if self.split == "train" and self.mode == "stems":
             present, given = self._sample_slots(present, rng)
+        # a generator of its own, so the draws above are those of a dataset without objects
+        object_rng = np.random.default_rng([self.seed, epoch if self.split == "train" else 0,
+                                            index, 1])
+        objects = np.where(present, self.objects[song], UNKNOWN_ID)
+        reference, reference_mask = self._references(source, start, stop, present, object_rng)
+        if self.split == "train":
+            objects[object_rng.random(K) < self.config.object_dropout] = UNKNOWN_ID
+            reference_mask[object_rng.random(K) < self.config.reference_dropout] = False
         return {
             "codes": torch.from_numpy(codes),
             "instrument": torch.from_numpy(self.instrument.copy()),
             "present": torch.from_numpy(present),
             "given": torch.from_numpy(given),
             "valid": torch.from_numpy(valid),
+            "object": torch.from_numpy(objects),
+            "reference": torch.from_numpy(reference),
+            "reference_mask": torch.from_numpy(reference_mask),
         }
+
+    def _references(self, source: np.ndarray, start: int, stop: int, present: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(codes [K, Q, R], mask [K, R]): per present slot a clip of its stem outside the
+        window [start, stop): R frames where the song has room, else the longer stretch
+        before or after the window if it holds at least R / 4 frames, else none (mask all
+        False). Every slot of a song is cut at the same place."""
+        K, Q, frames = source.shape
+        R = max(1, self.config.reference_frames)
+        reference = np.zeros((K, Q, R), dtype=np.int64)
+        mask = np.zeros((K, R), dtype=bool)
+        if self.config.reference_frames < 1:
+            return reference, mask
+        # starts whose clip [r, r + R) stays clear of the window
+        before, after = max(0, start - R + 1), max(0, frames - R - stop + 1)
+        if before + after > 0:
+            pick = int(rng.integers(before + after))
+            r, length = (pick, R) if pick < before else (stop + pick - before, R)
+        else:  # too short for a whole clip: the longer stretch outside the window
+            r, length = (0, start) if start >= frames - stop else (stop, frames - stop)
+            if length < max(1, R // 4):
+                return reference, mask
+        reference[:, :, :length] = source[:, :, r:r + length]
+        mask[:, :length] = present[:, None]
+        return reference, mask
 
     def _sample_slots(self, present: np.ndarray, rng: np.random.Generator):
         idx = np.flatnonzero(present)

@@ -32,6 +32,7 @@ from ..audio import AUDIO_EXTENSIONS, is_audio_path
 from ..errors import AudioError, UserError, cli
 from ..files import speed
 from ..memory import return_freed_memory
+from ..objects import UNKNOWN, stem_objects
 from ..slots import DEFAULT_VOCABULARY, SlotSpec, parse_slots
 from .cache import FORMAT_VERSION, CacheError, SongEntry, write_json
 from .encode_song import Progress, encode_song
@@ -55,6 +56,9 @@ class Song:
     kind: str  # "stems" | "mix" | "single"
     source: Path
     files: dict[str, Path] = field(default_factory=dict)  # role (slot name or "mix") -> path
+    # slot -> instrument object (stemcodec.objects), from a rendered piece's meta.json; empty
+    # for separated and single-stem songs, whose instruments nobody labelled
+    objects: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +100,7 @@ def discover(root: Path, slots: SlotSpec, instrument: str | None,
                 files["mix"] = piece.mix
             rel = folder.relative_to(root)
             songs.append(Song(song_id(rel if rel.parts else Path(folder.name)), "stems", folder,
-                              files))
+                              files, stem_objects(piece.meta, [s for s in slots if s in files])))
             continue
         for path in entries:
             if is_audio_path(path):
@@ -210,9 +214,12 @@ class Preparer:
         for role, path in song.files.items():
             rel = _rel(path, root)
             files[rel] = {"role": role, **fingerprint(path, old_files.get(rel))}
+        objects = self.object_names(song)
         if self.is_done(previous, song, files):
-            if previous.files != files:  # touched but unchanged: refresh size/mtime
-                previous.files = files
+            # touched but unchanged: refresh size/mtime; labels are no tokens: an entry from
+            # before they were kept (or a meta.json rewritten) gets them without re-encoding
+            if previous.files != files or previous.objects != objects:
+                previous.files, previous.objects = files, objects
                 write_json(self.entry_path(song), previous.to_json())
             self.stats.cached += 1
             return previous
@@ -241,6 +248,7 @@ class Preparer:
             shard=shard,
             mix_shard=mix_shard,
             flags=_flag_lines(done.notes, root),
+            objects=objects,
         )
         write_json(self.entry_path(song), entry.to_json())  # last: marks the song done
         for path, _, text in done.notes:  # told once the song is in: a skip says it all
@@ -248,6 +256,12 @@ class Preparer:
         stats.done += 1
         stats.seconds += done.seconds
         return entry
+
+    def object_names(self, song: Song) -> list[str] | None:
+        """The entry's `objects`: one name per cache slot, or None when no slot is labelled
+        (an entry of an unlabelled song stays as it was before labels were kept)."""
+        names = [song.objects.get(slot, UNKNOWN) for slot in self.slots]
+        return None if all(n == UNKNOWN for n in names) else names
 
     def _separator_id(self, song: Song) -> str | None:
         return self.separator_name if song.kind == "mix" else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import ConfigError
+from ..objects import NUM_OBJECTS
 from ..slots import DEFAULT_VOCABULARY
 
 
@@ -30,6 +31,12 @@ class ModelConfig:
     rope_theta: float = 10000.0
     slot_attention: bool = True  # false: the "independent streams" ablation
     mode: Literal["stems", "mix"] = "stems"  # mix: one stream (K = 1) of the mixed audio
+    # instrument objects (docs/objects.md): a persistent vector per slot, from its object id
+    # (GM program or drum kit) and/or a reference clip, added at every layer. False: none of
+    # it exists (no parameters): the model of older checkpoints
+    objects: bool = False
+    num_objects: int = NUM_OBJECTS  # rows of the object-id embedding (stemcodec.objects)
+    timbre_layers: int = 2  # residual MLP layers of the reference-clip encoder
 
     def __post_init__(self) -> None:
         self.validate()
@@ -54,6 +61,12 @@ class ModelConfig:
             raise ConfigError(f"model.mlp_ratio must be positive, got {self.mlp_ratio}")
         if self.mode not in ("stems", "mix"):
             raise ConfigError(f"model.mode={self.mode!r} is not one of stems, mix")
+        if self.objects and self.mode == "mix":
+            raise ConfigError("model.objects needs model.mode=stems: the mix stream has no "
+                              "instrument of its own")
+        if self.num_objects < 1 or self.timbre_layers < 0:
+            raise ConfigError(f"model.num_objects must be at least 1 and model.timbre_layers "
+                              f"0 or more, got {self.num_objects}, {self.timbre_layers}")
         if not self.vocabulary or len(set(self.vocabulary)) != len(self.vocabulary):
             raise ConfigError(f"model.vocabulary must be non-empty names without repeats, "
                               f"got {self.vocabulary}")

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from .objects import Objects
 from .patterns import build_delay, valid_mask
 from .transformer import MultiStreamTransformer
 
@@ -256,7 +257,7 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
                    generator: Generators = None, use_cache: bool = True,
                    on_step: Callable[[int], None] | None = None, *,
                    cfg_scale: float = 1.0, window: int | None = None,
-                   context: int | None = None) -> torch.Tensor:
+                   context: int | None = None, objects: Objects | None = None) -> torch.Tensor:
     """Sample codes [B, K, Q, frames] for the slots `instrument[B, K]`.
 
     Args (the rest as `sample_frames`):
@@ -264,7 +265,8 @@ def generate_codes(model: MultiStreamTransformer, instrument: torch.Tensor, fram
     """
     done = []
     steps = sample_frames(model, instrument, frames, sampling, given, given_mask, generator,
-                          use_cache, cfg_scale=cfg_scale, window=window, context=context)
+                          use_cache, cfg_scale=cfg_scale, window=window, context=context,
+                          objects=objects)
     for step, frame in enumerate(steps, start=1):
         if frame is not None:
             done.append(frame)
@@ -283,7 +285,8 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
                   given: torch.Tensor | None = None, given_mask: torch.Tensor | None = None,
                   generator: Generators = None, use_cache: bool = True, *,
                   cfg_scale: float = 1.0, window: int | None = None,
-                  context: int | None = None) -> Iterator[torch.Tensor | None]:
+                  context: int | None = None,
+                  objects: Objects | None = None) -> Iterator[torch.Tensor | None]:
     """Sample `frames` frames for the slots `instrument[B, K]`, one step at a time.
 
     Yields once per step (frames + Q - 1 steps): the codes [B, K, Q] of the frame the step
@@ -303,6 +306,9 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
         window: the most frames the model sees at once (default: all of them); longer
             generations slide: when the window is full, it restarts from the last `context`
             frames (default 3/4 of the window), re-read as a training window is read.
+        objects: each slot's instrument object (ids [B, K], reference clips), for a model
+            with `config.objects` (None there: unconditioned). Encoded once, before the
+            first step: a step only adds the precomputed vector.
     """
     cfg = model.config
     B, K = instrument.shape
@@ -336,12 +342,22 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
         present = torch.cat([present, ~whole])
     rows = instrument.shape[0]
     cache = model.new_cache(rows, K, max_frames=span) if use_cache else None
+    condition = None  # [layers, rows, K, D]: the same at every step
+    if model.config.objects:
+        if objects is not None:
+            objects = Objects(*(None if t is None else t.to(device) for t in objects))
+        condition = model.object_condition(objects, B, K)
+        if guided:  # the unconditional rows keep their instruments: only given slots go
+            condition = torch.cat([condition, condition], dim=1)
+    elif objects is not None:
+        raise ValueError("this model has no instrument objects (config.objects is False)")
 
     def run(chunk: torch.Tensor, start: int) -> torch.Tensor:
         """Logits [B, K, Q, card] of the position after `chunk`'s last one."""
         if guided:
             chunk = torch.cat([chunk, chunk])
-        out = model(chunk, instrument, present, cache=cache, start=start)[..., -1, :]
+        out = model(chunk, instrument, present, cache=cache, start=start,
+                    objects=condition)[..., -1, :]
         if guided:
             cond, uncond = out.float().chunk(2)
             out = uncond + cfg_scale * (cond - uncond)

@@ -30,6 +30,7 @@ from torch import nn
 from ..checkpoint import load_pretrained, save_pretrained
 from ..config import from_dict, to_dict
 from .config import ModelConfig
+from .objects import InstrumentObjects, Objects
 
 
 class RMSNorm(nn.Module):
@@ -232,8 +233,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-                start: int = 0) -> torch.Tensor:
-        """x [B, K, T, D] -> [B, K, T, D] (arguments as TimeAttention and SlotAttention)."""
+                start: int = 0, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, K, T, D] -> [B, K, T, D] (arguments as TimeAttention and SlotAttention;
+        `condition` [B, K, D]: this layer's instrument-object term, added at every frame)."""
+        if condition is not None:
+            x = x + condition[:, :, None, :]
         x = x + self.drop(self.time(self.norm_time(x), cos, sin, cache, start))
         if self.slot_attention:
             x = x + self.drop(self.slot(self.norm_slot(x), mask))
@@ -291,6 +295,9 @@ class MultiStreamTransformer(nn.Module):
         # Q linear heads side by side in one matrix; no row for the special token, which is
         # never a target
         self.heads = nn.Linear(config.dim, Q * card, bias=False)
+        # last, so the weights of a model without objects initialise as before they existed;
+        # None there: no parameter, a state dict of the same keys
+        self.instrument_objects = InstrumentObjects(config) if config.objects else None
         hd = config.head_dim
         inv_freq = config.rope_theta ** (-torch.arange(0, hd, 2).float() / hd)  # (hd/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
@@ -333,7 +340,7 @@ class MultiStreamTransformer(nn.Module):
 
     def forward(self, seq: torch.Tensor, instrument: torch.Tensor,
                 present: torch.Tensor | None = None, cache: KVCache | None = None,
-                start: int = 0) -> torch.Tensor:
+                start: int = 0, objects: Objects | torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, K, Q, T, card] for seq [B, K, Q, T] at positions [start, start + T).
 
         logits[..., t, :] is the distribution of seq[..., t + 1] (GPT convention).
@@ -346,10 +353,15 @@ class MultiStreamTransformer(nn.Module):
             cache: from `new_cache(B, K, ...)`; the chunk's keys and values are written at
                 [start, start + T) and the chunk attends to every cached position before it.
             start: absolute position of seq's first column (only meaningful with a cache).
+            objects: each slot's instrument object (a model with `config.objects` only):
+                `Objects` (ids, reference clips) encoded here, or the condition
+                `object_condition` made of them once for many forwards (generation); None:
+                every slot unconditioned (the learnt none vector).
         """
         cfg = self.config
         B, K, Q, T = seq.shape
         self._check_inputs(seq, instrument, cache, start)
+        condition = self._condition(objects, B, K, seq.device)  # (L, B, K, D) or None
         # one step of a few streams is too little work to share out: OpenMP barriers cost more
         # than they save, and on busy cores each one waits for a descheduled thread (2 threads
         # on 2 shared cores made such a step 40x slower than 1 thread)
@@ -367,9 +379,48 @@ class MultiStreamTransformer(nn.Module):
             x = self.drop(x)
             cos, sin = self.rotary(start, T)  # (T, hd)
             for i, block in enumerate(self.blocks):
-                x = block(x, cos, sin, mask, cache.layer(i) if cache is not None else None, start)
+                x = block(x, cos, sin, mask, cache.layer(i) if cache is not None else None, start,
+                          None if condition is None else condition[i])
             logits = self.heads(self.norm(x))  # (B, K, T, Q*card)
         return logits.view(B, K, T, Q, cfg.cardinality).transpose(2, 3)  # (B, K, Q, T, card)
+
+    def object_condition(self, objects: Objects | None, batch: int | None = None,
+                         slots: int | None = None) -> torch.Tensor:
+        """The per-layer instrument-object terms [layers, B, K, D] of `objects` (None: every
+        slot of a [batch, slots] input unconditioned): what `forward(objects=...)` adds at
+        every frame, computed once for a whole generation."""
+        if self.instrument_objects is None:
+            raise ValueError("this model has no instrument objects (config.objects is False)")
+        if objects is None:
+            objects = Objects(torch.zeros(batch, slots, dtype=torch.long,
+                                          device=self.tokens.weight.device))
+        if objects.reference is not None and objects.reference.shape[2] != \
+                self.config.num_codebooks:
+            raise ValueError(f"reference has {objects.reference.shape[2]} codebooks, the model "
+                             f"{self.config.num_codebooks}")
+        return self.instrument_objects(objects, self.embed_frames)
+
+    def embed_frames(self, codes: torch.Tensor) -> torch.Tensor:
+        """Token embeddings summed over codebooks: codes [B, K, Q, T] -> [B, K, T, D]."""
+        return self.tokens(codes + self.offsets[:, None]).sum(dim=2)
+
+    def _condition(self, objects: Objects | torch.Tensor | None, B: int, K: int,
+                   device: torch.device) -> torch.Tensor | None:
+        if self.instrument_objects is None:
+            if objects is not None:
+                raise ValueError("this model has no instrument objects (config.objects is "
+                                 "False); pass objects=None")
+            return None
+        if isinstance(objects, torch.Tensor):
+            expected = (self.config.num_layers, B, K, self.config.dim)
+            if tuple(objects.shape) != expected:
+                raise ValueError(f"an object condition must be {list(expected)}, got "
+                                 f"{list(objects.shape)}")
+            return objects
+        if objects is not None and tuple(objects.id.shape) != (B, K):
+            raise ValueError(f"object ids must be [B, K] = [{B}, {K}], got "
+                             f"{list(objects.id.shape)}")
+        return self.object_condition(objects, B, K)
 
     def rotary(self, start: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) [T, head_dim] of positions [start, start + T), sliced from a table that is
