@@ -410,6 +410,28 @@ def test_old_codec_folders_without_decoder_keys_are_seanet(tmp_path):
         build_encodec({**old, "encoder": "mel"})
 
 
+def test_log_frequency_loss_hears_a_bass_semitone_that_mel_barely_sees():
+    """Every octave weighs the same: a 55 Hz sine against 58.3 Hz (a semitone up) costs as
+    much as 880 against 932 Hz, where the mel loss finds the bass pair far closer than the
+    treble pair; each band sums to one, none is empty."""
+    from stemcodec.codec.losses import LogFrequencySTFT, MultiScaleMel, log_frequency_filters
+    from stemcodec.metrics.pitch import tone_signal
+
+    def pair(f):
+        return (tone_signal("sine", f, seconds=1.0)[None],
+                tone_signal("sine", f * 2 ** (1 / 12), seconds=1.0)[None])
+
+    log_f = LogFrequencySTFT(24000)
+    mel = MultiScaleMel(24000, [64, 128, 256, 512, 1024, 2048])  # the training default
+    low, high = pair(55.0), pair(880.0)
+    assert float(log_f(*low)) > 0.6 * float(log_f(*high)), (float(log_f(*low)),
+                                                             float(log_f(*high)))
+    assert float(mel(*low)) < 0.5 * float(mel(*high)), (float(mel(*low)), float(mel(*high)))
+    assert float(log_f(low[0], low[0])) == 0.0
+    bands = log_frequency_filters(24000, 2048)
+    assert bands.shape[1] > 24 * 8 and torch.allclose(bands.sum(0), torch.ones(bands.shape[1]))
+
+
 def test_phase_advance_loss_sees_a_quarter_bin_of_pitch_and_not_the_start_phase():
     """PhaseAdvance is the pitch of each partial: 0 for the reference's own phases, about
     1 - cos(pi / 8) for a tone a quarter of a bin (4.7 Hz) off, and the same for any start phase."""

@@ -42,6 +42,7 @@ from stemcodec.codec.istft import ISTFTDecoder
 from stemcodec.codec.losses import (
     Balancer,
     FrameSpectrum,
+    LogFrequencySTFT,
     MultiResolutionSTFT,
     MultiScaleMel,
     PhaseAdvance,
@@ -175,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   weight_decay=cfg.optim.weight_decay)
     mel = MultiScaleMel(rate, cfg.losses.mel_scales, cfg.losses.n_mels).to(accelerator.device)
     stft = MultiResolutionSTFT(cfg.losses.stft_windows)
+    log_frequency = LogFrequencySTFT(rate, cfg.losses.log_frequency_windows).to(accelerator.device)
     w = cfg.losses
     phase_loss = None
     if w.phase > 0:
@@ -197,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         betas=cfg.optim.betas, weight_decay=0.0)
         module, optimizer, disc, d_optimizer = accelerator.prepare(module, optimizer, disc,
                                                                    d_optimizer)
-        weights = {"l1": w.l1, "mel": w.mel, "stft": w.stft, "adv": w.adv, "feat": w.feat}
+        weights = {"l1": w.l1, "mel": w.mel, "stft": w.stft, "log_frequency": w.log_frequency,
+                   "adv": w.adv, "feat": w.feat}
         balancer = Balancer({k: v for k, v in weights.items() if v > 0},
                             total_norm=cfg.losses.balancer_norm)
         accelerator.register_for_checkpointing(balancer)
@@ -256,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parts = {"l1": F.l1_loss(y, x), "mel": mel(y, x), "commit": penalty}
             if w.stft > 0:
                 parts["stft"] = stft(y, x)
+            if w.log_frequency > 0:
+                parts["log_frequency"] = log_frequency(y, x)
             if phase_loss is not None:
                 parts["phase"] = phase_loss(codec.decoder.last_phase, x)
             if frame_loss is not None:
@@ -287,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + w.frame_magnitude * parts.get("frame_magnitude", 0.0) \
                 + w.group_delay * parts.get("group_delay", 0.0)
             loss = w.l1 * parts["l1"] + w.mel * parts["mel"] + w.commitment * parts["commit"] \
-                + w.stft * parts.get("stft", 0.0) + direct
+                + w.stft * parts.get("stft", 0.0) \
+                + w.log_frequency * parts.get("log_frequency", 0.0) + direct
             check_finite(accelerator, loss, progress.step, last_good, "lower optim.lr")
             if balancer is not None:
                 grad = balancer.gradient({k: parts[k] for k in balancer.weights}, y,

@@ -4,6 +4,8 @@
     MultiResolutionSTFT  spectral convergence + log-magnitude L1 on linear frequency, windows
                          512..4096 at 24 kHz: long enough to resolve a bass note's harmonics,
                          which 64 mel bands (about 90 Hz wide at 500 Hz) cannot
+    LogFrequencySTFT     L1 + L2 of log magnitudes in bands equally spaced in log frequency (24
+                         per octave): every octave weighs the same, the bass's included
     PhaseAdvance         how far each bin's phase advance from frame to frame (its frequency)
                          is from the reference's, weighted by the reference's magnitude: the
                          pitch of a partial directly, where magnitude losses see it only
@@ -20,6 +22,7 @@ One spectral front-end: the STFT magnitudes and mel filters of stemcodec.metrics
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -74,6 +77,53 @@ class MultiResolutionSTFT(nn.Module):
             convergence = (a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-7)
             log_l1 = F.l1_loss(a.clamp_min(1e-5).log(), b.clamp_min(1e-5).log())
             total = total + convergence.mean() + log_l1
+        return total / len(self.windows)
+
+
+def log_frequency_filters(rate: int, n_fft: int, per_octave: int = 24, f_min: float = 32.7,
+                          f_max: float | None = None) -> torch.Tensor:
+    """Triangular bands `[n_fft // 2 + 1, bands]` equally spaced in log frequency (`per_octave`
+    per octave from f_min, C1), each at least two FFT bins wide where they would be narrower,
+    each summing to 1: a constant-Q view made of an STFT."""
+    f_max = f_max or rate / 2 * 0.95
+    bands = int(math.floor(per_octave * math.log2(f_max / f_min)))
+    centres = f_min * 2.0 ** (torch.arange(bands + 2, dtype=torch.float64) / per_octave)
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * rate / n_fft
+    step = rate / n_fft
+    out = torch.zeros(freqs.shape[0], bands, dtype=torch.float64)
+    for b in range(bands):
+        lo, mid, hi = centres[b], centres[b + 1], centres[b + 2]
+        lo, hi = min(lo, mid - 2 * step), max(hi, mid + 2 * step)
+        rise = (freqs - lo) / (mid - lo)
+        fall = (hi - freqs) / (hi - mid)
+        out[:, b] = torch.minimum(rise, fall).clamp_min(0.0)
+    return (out / out.sum(dim=0, keepdim=True).clamp_min(1e-12)).float()
+
+
+class LogFrequencySTFT(nn.Module):
+    """Mean over windows (hop window/4) of L1 + L2 between log10 magnitudes in bands equally
+    spaced in log frequency (24 per octave from 32.7 Hz): every octave weighs the same, as it
+    does to the ear, where a linear STFT gives the octave 55-110 Hz 2 % of its bins at 24 kHz
+    and mel bands are nearly linear below 700 Hz. A bass note a semitone off moves a whole
+    band here."""
+
+    def __init__(self, rate: int, windows: Sequence[int] = (2048, 4096), per_octave: int = 24):
+        super().__init__()
+        self.windows = [int(n) for n in windows]
+        for n_fft in self.windows:
+            self.register_buffer(f"bands_{n_fft}", log_frequency_filters(rate, n_fft, per_octave),
+                                 persistent=False)
+
+    def log_bands(self, wav: torch.Tensor, n_fft: int) -> torch.Tensor:
+        spec = magnitude(wav.flatten(0, 1), n_fft, n_fft // 4)  # [B, F, frames]
+        bands = torch.einsum("bft,fm->bmt", spec, getattr(self, f"bands_{n_fft}"))
+        return bands.clamp_min(1e-5).log10()
+
+    def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        total = estimate.new_zeros(())
+        for n_fft in self.windows:
+            a, b = self.log_bands(estimate, n_fft), self.log_bands(reference, n_fft)
+            total = total + F.l1_loss(a, b) + F.mse_loss(a, b)
         return total / len(self.windows)
 
 

@@ -93,6 +93,9 @@ class LossConfig:
     # multi-resolution STFT on linear frequency (windows long enough to resolve harmonics)
     stft: float = 0.0
     stft_windows: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
+    # log magnitudes in bands equally spaced in log frequency (losses.LogFrequencySTFT)
+    log_frequency: float = 0.0
+    log_frequency_windows: list[int] = field(default_factory=lambda: [2048, 4096])
     # an iSTFT decoder's phase advance per bin against the reference's (its partials' frequency)
     phase: float = 0.0
     # with an accumulated phase (and losses.phase > 0) the frequency head learns from the
