@@ -4,6 +4,9 @@
     python -m stemcodec.generate --slots vocals-free:4 --given drums=my_drums.wav
     python -m stemcodec.generate --slots vocals-free:4 --given-mix song.wav --keep drums,bass
     python -m stemcodec.generate --slots solo-piano --prompt piano=opening.wav
+    python -m stemcodec.generate --instrument guitar=nylon-guitar,piano=electric-piano-1
+    python -m stemcodec.generate --timbre guitar=clip.wav      # a guitar that sounds like it
+    python -m stemcodec.generate --list-instruments
 
 Writes OUT/<slot>.wav per slot, mix.wav (levels balanced, never clipped), stems.png (a
 spectrogram lane per slot) and meta.json (arguments, seed, checkpoint and codec ids). The same
@@ -50,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --given-mix: the stems to keep (default drums,bass)")
     p.add_argument("--prompt", action="append", default=[], metavar="SLOT=FILE",
                    help="an opening to continue: the slot starts with it and goes on")
+    p.add_argument("--instrument", action="append", default=[], metavar="SLOT=NAME,...",
+                   help="the instrument a slot plays, e.g. guitar=nylon-guitar (a model with "
+                        "instrument objects; names: --list-instruments); others draw one")
+    p.add_argument("--timbre", action="append", default=[], metavar="SLOT=FILE",
+                   help="a reference clip of the instrument a slot plays (any audio)")
+    p.add_argument("--list-instruments", action="store_true",
+                   help="print the instrument names of --instrument by family, and exit")
     p.add_argument("--cfg", type=float, default=1.0, metavar="SCALE",
                    help="classifier-free guidance over the given stems (1 = off, e.g. 3)")
     p.add_argument("--window", type=float, default=None, metavar="SECONDS",
@@ -78,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_instruments:
+        from .generation.objects import list_instruments
+        print(list_instruments())
+        return 0
     if args.num_samples < 1:
         raise UserError("--num-samples must be at least 1")
     if args.stream is not None:
@@ -89,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = dict(given=args.given, prompt=args.prompt, given_mix=args.given_mix,
                    keep=args.keep, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, cfg=args.cfg, window=args.window, context=args.context,
-                   separator=args.separator, demucs_repo=args.demucs_repo, progress=True)
+                   separator=args.separator, demucs_repo=args.demucs_repo,
+                   instrument=args.instrument, timbre=args.timbre, progress=True)
     if args.stream is not None:
         return stream(args, generator, options)
     start = time.perf_counter()

@@ -8,8 +8,9 @@ import torch
 
 
 def stems_picture(stems: dict[str, torch.Tensor], rate: int, path: Path,
-                  title: str | None = None) -> Path:
-    """One log-spectrogram lane per stem `[C, S]`, labelled with its name; written atomically."""
+                  title: str | None = None, labels: dict[str, str] | None = None) -> Path:
+    """One log-spectrogram lane per stem `[C, S]`, labelled with its name (or its entry in
+    `labels`: "guitar: nylon guitar"); written atomically."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -24,7 +25,7 @@ def stems_picture(stems: dict[str, torch.Tensor], rate: int, path: Path,
         db = 20 * torch.log10(spec.clamp_min(1e-5))
         ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma",
                   extent=[0, wav.shape[-1] / rate, 0, rate / 2000], vmin=float(db.max()) - 80)
-        ax.set_ylabel(f"{name}\nkHz")
+        ax.set_ylabel(f"{(labels or {}).get(name, name)}\nkHz")
     axes[-1, 0].set_xlabel("seconds")
     if title:
         fig.suptitle(title, fontsize=9)

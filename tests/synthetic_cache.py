@@ -11,8 +11,10 @@ CODEC = {"id": "debug-test-codec", "name": "debug", "sample_rate": 24000, "frame
 
 
 def make_cache(root: Path, n_songs: int = 6, slots=("drums", "bass", "piano"), frames: int = 80,
-               codec: dict = CODEC, seed: int = 0) -> Path:
-    """A cache whose tokens follow simple per-slot patterns, so a model can learn them."""
+               codec: dict = CODEC, seed: int = 0, objects=None) -> Path:
+    """A cache whose tokens follow simple per-slot patterns, so a model can learn them.
+    `objects`: per song (cycled) a list of one object name per slot; None: the entries have
+    no `objects` field (a cache made before objects were kept)."""
     rng = np.random.default_rng(seed)
     K, Q, card = len(slots), codec["num_codebooks"], codec["cardinality"]
     songs = {}
@@ -30,6 +32,8 @@ def make_cache(root: Path, n_songs: int = 6, slots=("drums", "bass", "piano"), f
                       "seconds": frames / 75, "present": [True] * K, "silent": [False] * K,
                       "shard": f"songs/{sid}.npy", "mix_shard": f"songs/{sid}.mix.npy",
                       "codec_id": codec["id"], "files": {}, "separator": None}
+        if objects is not None:
+            songs[sid]["objects"] = list(objects[s % len(objects)])
     rng.random()
     write_json(root / "manifest.json", {"version": FORMAT_VERSION, "codec": codec,
                                         "slots": list(slots), "songs": songs})

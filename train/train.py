@@ -33,7 +33,8 @@ from stemcodec.config import to_dict
 from stemcodec.corpus.cache import TokenCache
 from stemcodec.corpus.dataset import DataConfig, WindowDataset
 from stemcodec.errors import UserError, cli
-from stemcodec.model import MultiStreamTransformer, build_delay
+from stemcodec.model import MultiStreamTransformer, Objects, build_delay
+from stemcodec.objects import NUM_OBJECTS
 from stemcodec.training import run
 from stemcodec.training.config import TrainConfig, check_train_config, parse_args
 from stemcodec.training.ema import EMA
@@ -43,6 +44,10 @@ from stemcodec.training.schedule import learning_rate
 from stemcodec.training.signals import StopSignals, quiet_worker
 
 logger = logging.getLogger("train")
+
+# model keys added since older runs were started, with the value those runs had
+MODEL_KEYS_ADDED = {"model.objects": False, "model.num_objects": NUM_OBJECTS,
+                    "model.timbre_layers": 2}
 
 
 # -- batches --------------------------------------------------------------------------------
@@ -63,6 +68,14 @@ def training_tensors(batch: dict[str, torch.Tensor], special: int):
     return inputs, targets, mask
 
 
+def object_inputs(batch: dict[str, torch.Tensor], cfg: TrainConfig) -> dict[str, Objects]:
+    """The model's `objects` argument: each slot's object id and reference clip (dropped at
+    random by the dataset), for a model with model.objects; nothing for one without."""
+    if not cfg.model.objects:
+        return {}
+    return {"objects": Objects(batch["object"], batch["reference"], batch["reference_mask"])}
+
+
 # -- evaluation -----------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, accelerator: Accelerator, cfg: TrainConfig,
@@ -78,7 +91,8 @@ def evaluate(model: nn.Module, loader, accelerator: Accelerator, cfg: TrainConfi
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         inputs, targets, mask = training_tensors(batch, special)
         with accelerator.autocast():  # the EMA copy is not prepared: the same precision
-            logits = model(inputs, batch["instrument"], batch["present"])
+            logits = model(inputs, batch["instrument"], batch["present"],
+                           **object_inputs(batch, cfg))
         ce = MultiStreamTransformer.token_nll(logits.float(), targets)
         nll += (ce * mask).sum(dim=(0, 3)).double()
         count += mask.sum(dim=(0, 3)).double()
@@ -98,13 +112,17 @@ def evaluate(model: nn.Module, loader, accelerator: Accelerator, cfg: TrainConfi
 
 # -- export ---------------------------------------------------------------------------------
 def export_model(model: MultiStreamTransformer, directory: Path, codec: dict, data: DataConfig,
-                 instruments: list[str]) -> None:
+                 instruments: list[str], objects: dict[str, list[str]] | None = None) -> None:
     """The model as safetensors + config.json, loadable without this script. The "training"
     section tells generation the window the model learned (its sliding window), whether
     slots were dropped (what classifier-free guidance needs) and the instruments its data
-    had (a vocabulary entry it never heard is refused, not generated as noise)."""
+    had (a vocabulary entry it never heard is refused, not generated as noise); a model with
+    objects also the objects each slot's data was labelled with (what generation draws from
+    and accepts) and the length of its reference clips."""
     training = {"window": data.window, "slot_dropout": data.p_all_slots < 1.0,
                 "instruments": list(instruments)}
+    if model.config.objects:
+        training.update(objects=objects or {}, reference_frames=data.reference_frames)
     save_pretrained(directory, model.state_dict(), {**to_dict(model.config), "codec": codec,
                                                     "training": training})
 
@@ -135,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.model.mode == "stems":
         cfg.model.max_slots = max(cfg.model.max_slots, len(cache.slots))
     # the weights in the checkpoint fit this model only; an EMA is saved with it or not
-    run.check_resume(out, cfg, ["model"],
+    run.check_resume(out, cfg, ["model"], defaults=MODEL_KEYS_ADDED,
                      derived={"an EMA (ema_decay > 0)": lambda c: (c.get("ema_decay") or 0) > 0})
 
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, log_with="tensorboard",
@@ -148,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = [n for n in vocab if n in cache.slots] if cfg.model.mode == "stems" else list(vocab)
     train_set = WindowDataset(cache, vocab, cfg.data, "train", cfg.seed, cfg.model.mode)
     valid_set = WindowDataset(cache, vocab, cfg.data, "valid", cfg.seed, cfg.model.mode)
+    trained_objects = train_set.object_names()
     if len(train_set) == 0:
         raise UserError("no training windows: the cache is empty or its songs are shorter "
                         "than data.window frames")
@@ -188,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def export(directory: Path) -> None:  # the EMA weights, when there are any
         final = ema.module if ema is not None else accelerator.unwrap_model(model)
-        export_model(final, directory, cache.codec, cfg.data, trained)
+        export_model(final, directory, cache.codec, cfg.data, trained, trained_objects)
 
     n_params = accelerator.unwrap_model(model).num_parameters()
     accelerator.print(f"model: {n_params / 1e6:.2f}M parameters, {len(train_set)} train / "
@@ -205,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             inputs, targets, mask = training_tensors(batch, special)
             with accelerator.accumulate(model):
-                logits = model(inputs, batch["instrument"], batch["present"])
+                logits = model(inputs, batch["instrument"], batch["present"],
+                               **object_inputs(batch, cfg))
                 loss, _ = accelerator.unwrap_model(model).loss(logits.float(), targets, mask)
                 check_finite(accelerator, loss, progress.step, last_good,
                              "lower optim.lr or check the cache")

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from ..objects import UNKNOWN_ID, object_id
+from ..objects import UNKNOWN_ID, object_id, object_name
 from .cache import TokenCache
 from .layout import piece_key, split_by_piece
 
@@ -108,6 +108,19 @@ class WindowDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def object_names(self) -> dict[str, list[str]]:
+        """{cache slot: the objects its present stems are labelled with in this split}, in
+        id order, unknown left out: what a model trained on it can be asked to play."""
+        if self.mode == "mix":
+            return {}
+        out: dict[str, list[str]] = {}
+        for k, slot in enumerate(self.cache.slots):
+            ids = {int(self.objects[song][k]) for song in self.songs
+                   if self.cache.songs[song].present[k]} - {UNKNOWN_ID}
+            if ids:
+                out[slot] = [object_name(i) for i in sorted(ids)]
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from ..checkpoint import bundled, file_sha256
 from ..conditions import Conditions, parse_keep, parse_pairs, read_conditions
 from ..errors import UserError
 from ..slots import SlotSpec, check_instruments, parse_slots
+from .objects import ObjectPlan, plan_objects
 from .output import GenerationOutput
 from .settings import Pairs, PathLike, Settings
 from .threads import choose as choose_threads
@@ -147,6 +148,7 @@ class Plan:
     conditions: Conditions
     sampling: SamplingConfig
     threads: int | None = None  # CPU threads (StemGenerator._threads); None: left as they are
+    objects: ObjectPlan | None = None  # each slot's instrument object (a model with objects)
 
     @property
     def mixed(self) -> bool:
@@ -249,6 +251,8 @@ class StemGenerator:
                  top_p: float | Sequence[float] | str = 0.0, cfg: float = 1.0,
                  window: float | None = None, context: float | None = None,
                  separator: Any = "htdemucs_6s", demucs_repo: PathLike | None = None,
+                 instrument: Mapping[str, str] | str | None = None,
+                 timbre: Pairs | None = None,
                  progress: bool = False) -> GenerationOutput:
         """Generate `duration` seconds of `slots`. Same seed, same tensors.
 
@@ -264,6 +268,10 @@ class StemGenerator:
             cfg: classifier-free guidance over the given stems (1 = off, e.g. 3).
             window: the most seconds the model sees at once (default: its training window);
                 longer durations slide, keeping `context` seconds (default 3/4 of it).
+            instrument: {slot: object name} (`--list-instruments`), e.g.
+                {"guitar": "nylon-guitar"}: what a slot plays (a model with objects only);
+                a slot asked for nothing draws an instrument of its family, seeded.
+            timbre: {slot: audio file}: a reference clip of the instrument a slot plays.
             progress: a progress bar of the sampling steps on stderr.
         Raises UserError (one line) for anything the caller can fix.
         """
@@ -271,7 +279,8 @@ class StemGenerator:
                             prompt=prompt or {}, given_mix=given_mix, keep=keep,
                             temperature=temperature, top_k=top_k, top_p=top_p, cfg=cfg,
                             window=window, context=context, separator=separator,
-                            demucs_repo=demucs_repo)
+                            demucs_repo=demucs_repo, instrument=instrument,
+                            timbre=timbre or {})
         return self._generate([seed], settings, progress)[0]
 
     def generate_batch(self, seeds: Sequence[int], slots: str = "vocals-free:4",
@@ -339,6 +348,8 @@ class StemGenerator:
             ids = slots.ids(cfg.vocabulary)
         given = parse_pairs(s.pairs("given"), "--given", slots)
         prompts = parse_pairs(s.pairs("prompt"), "--prompt", slots)
+        objects = plan_objects(model, codec, slots, s.instrument,
+                               parse_pairs(s.pairs("timbre"), "--timbre", slots), what)
         given_mix = None if s.given_mix is None else Path(s.given_mix)
         keep = parse_keep(s.keep_text, slots) if given_mix is not None else []
         frames = max(1, int(round(s.duration * codec.frame_rate)))
@@ -354,7 +365,8 @@ class StemGenerator:
         check_guidance(model, conditions, s.cfg)
         from ..model import SamplingConfig
         plan = Plan(s, loaded, slots.names, torch.tensor(ids), frames, window, context,
-                    conditions, SamplingConfig(s.temperature, s.top_k, s.top_p))
+                    conditions, SamplingConfig(s.temperature, s.top_k, s.top_p),
+                    objects=objects)
         plan.threads = self._threads(plan)
         return plan
 
@@ -392,6 +404,7 @@ class StemGenerator:
         B = len(seeds)
         generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
         c = plan.conditions
+        objects = None if plan.objects is None else plan.objects.objects(seeds, self.device)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -402,7 +415,7 @@ class StemGenerator:
                     model, plan.instrument[None].expand(B, -1), plan.frames, plan.sampling,
                     c.codes[None].expand(B, -1, -1, -1), c.known[None].expand(B, -1, -1),
                     generators, cfg_scale=plan.settings.cfg, window=plan.window,
-                    context=plan.context):
+                    context=plan.context, objects=objects):
                 if bar is not None:
                     bar.update(1)
                 if frame is not None:
@@ -438,7 +451,9 @@ class StemGenerator:
                 "threads": plan.threads}
         return [GenerationOutput.from_decoded(
                     {slot: waves[b, k] for k, slot in enumerate(plan.names)}, codec.sample_rate,
-                    {**meta, "seed": seed}, codes[b].cpu(), mixed=plan.mixed, timing=timing)
+                    {**meta, "seed": seed,
+                     **({} if plan.objects is None else plan.objects.meta(seed))},
+                    codes[b].cpu(), mixed=plan.mixed, timing=timing)
                 for b, seed in enumerate(seeds)]
 
 

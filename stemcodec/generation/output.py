@@ -80,6 +80,7 @@ class GenerationOutput:
         written to a temporary folder renamed into place, so a folder that exists is complete.
         Returns the folder."""
         from ..plots import stems_picture
+        from .objects import lane_labels
         folder = Path(folder)
         check_replaceable(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,8 @@ class GenerationOutput:
         for slot, wav in self.stems.items():
             _save_audio(tmp / f"{slot}.wav", wav, self.sample_rate)
         _save_audio(tmp / "mix.wav", self.mix, self.sample_rate)
-        stems_picture(self.decoded, self.sample_rate, tmp / "stems.png", title=str(folder))
+        stems_picture(self.decoded, self.sample_rate, tmp / "stems.png", title=str(folder),
+                      labels=lane_labels(self.meta))
         (tmp / "meta.json").write_text(json.dumps(self.meta, indent=1) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.replace(folder)

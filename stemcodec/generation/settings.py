@@ -40,6 +40,9 @@ class Settings:
     context: float | None = None
     separator: Any = "htdemucs_6s"  # a name, or a loaded stemcodec.separate.Separator
     demucs_repo: PathLike | None = None
+    # instrument objects (a model with model.objects): {slot: name} or "slot=name,..."
+    instrument: Mapping[str, str] | Sequence[str] | str | None = None
+    timbre: Pairs = field(default_factory=dict)  # {slot: reference clip}
 
     def check(self) -> None:
         """Numbers in range and options that go together; sampling values become numbers."""
@@ -67,7 +70,8 @@ class Settings:
                                 "codebooks; give one value or one per codebook")
 
     def pairs(self, name: str) -> list[str]:
-        """`given` or `prompt` as the CLI's SLOT=FILE items (what conditions.parse_pairs reads)."""
+        """`given`, `prompt` or `timbre` as the CLI's SLOT=FILE items (what
+        conditions.parse_pairs reads)."""
         value = getattr(self, name) or {}
         if isinstance(value, Mapping):
             return [f"{slot}={path}" for slot, path in value.items()]
@@ -85,8 +89,11 @@ class Settings:
         for name, value in vars(self).items():
             if name == "separator" and not isinstance(value, str):
                 value = getattr(value, "name", str(value))
-            elif name in ("given", "prompt"):
+            elif name in ("given", "prompt", "timbre"):
                 value = dict(item.partition("=")[::2] for item in self.pairs(name))
+            elif name == "instrument":
+                from .objects import instrument_items
+                value = dict(item.partition("=")[::2] for item in instrument_items(value))
             elif isinstance(value, os.PathLike):
                 value = str(value)
             out[name] = value

@@ -84,9 +84,10 @@ class StreamFolder:
         """Close the wav files and add stems.png and meta.json (the levels are the stream's,
         not `output`'s); the folder is then a complete generation."""
         from ..plots import stems_picture
+        from .objects import lane_labels
         self.close()
         stems_picture(output.decoded, output.sample_rate, self.folder / "stems.png",
-                      title=str(self.folder))
+                      title=str(self.folder), labels=lane_labels(output.meta))
         meta = {**output.meta, **levels.meta(output.sample_rate), "levels": "stream"}
         (self.folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         (self.folder / STREAMING_MARK).unlink()

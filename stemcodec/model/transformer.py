@@ -361,7 +361,7 @@ class MultiStreamTransformer(nn.Module):
         cfg = self.config
         B, K, Q, T = seq.shape
         self._check_inputs(seq, instrument, cache, start)
-        condition = self._condition(objects, B, K, seq.device)  # (L, B, K, D) or None
+        condition = self._condition(objects, B, K)  # (L, B, K, D) or None
         # one step of a few streams is too little work to share out: OpenMP barriers cost more
         # than they save, and on busy cores each one waits for a descheduled thread (2 threads
         # on 2 shared cores made such a step 40x slower than 1 thread)
@@ -404,8 +404,8 @@ class MultiStreamTransformer(nn.Module):
         """Token embeddings summed over codebooks: codes [B, K, Q, T] -> [B, K, T, D]."""
         return self.tokens(codes + self.offsets[:, None]).sum(dim=2)
 
-    def _condition(self, objects: Objects | torch.Tensor | None, B: int, K: int,
-                   device: torch.device) -> torch.Tensor | None:
+    def _condition(self, objects: Objects | torch.Tensor | None, B: int,
+                   K: int) -> torch.Tensor | None:
         if self.instrument_objects is None:
             if objects is not None:
                 raise ValueError("this model has no instrument objects (config.objects is "
