@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -67,6 +66,7 @@ from stemcodec import StemGenerator
 from stemcodec.checkpoint import bundled, state_hash
 from stemcodec.codec import DEBUG_CONFIG, MINI_CONFIG, Codec, build_encodec, load_codec
 from stemcodec.config import from_dict
+from stemcodec.generation.threads import cpu_name
 from stemcodec.model import (
     ModelConfig,
     MultiStreamTransformer,
@@ -368,16 +368,6 @@ def gpu_floor(model, slots: int, frames: int, device: str = "cuda",
     return {"device": name, "slots": slots, "step_s": step_s, "bytes_per_step": read,
             "bandwidth_table": table, "bandwidth_copy": measured, "floor_s": floor,
             "step_over_floor": step_s / floor}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> dict:
