@@ -34,19 +34,11 @@ held-out() {  # pieces after the training corpora: the codec's quality is measur
   $PY -m stemcodec.render --recipe solo-piano --skip 200 --limit 8 --variants 1 --pcm16 --out data/held-out/solo-piano
 }
 
-codec() {  # SEANet encoder + iSTFT decoder, mel + linear-frequency STFT losses (docs/codec.md):
-  # a warm start from the previous mini codec's encoder and codebooks (stemcodec/assets/codec-mini
-  # until the new one is installed; git history after), then all parts, then the noise gate on a
-  # long schedule (about 11 h on one CPU thread; the same command resumes every stage)
-  local c=configs/codec-mini.yaml
-  train train/train_codec.py --config $c threads="$THREADS" init_from=${PREVIOUS_CODEC:-$ASSETS/codec-mini} \
-    'init_parts=[encoder,quantizer]' 'freeze=[encoder,quantizer]' steps=2000 stop_after=500 \
-    out=runs/diag-old-tokens-istft
-  train train/train_codec.py --config $c threads="$THREADS" init_from=runs/diag-old-tokens-istft \
-    optim.lr=5e-4 steps=3500 stop_after=250 out=runs/codec-mini-warm
-  train train/train_codec.py --config $c threads="$THREADS" init_from=runs/codec-mini-warm \
-    model.decoder_noise=true optim.lr=5e-4 optim.warmup_steps=100 steps=40000 save_every=500 \
-    out=runs/codec-mini-noise
+codec() {  # the second design from nothing (configs/codec-mini.yaml, docs/codec.md): a spectral
+  # encoder, an iSTFT decoder with an accumulated phase and a noise gate; mel, linear and
+  # log-frequency STFT losses, the phase advance training the frequencies. 40000 steps: about
+  # 11 h on one CPU thread; the same command resumes
+  train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" out=runs/codec-mini
   install_codec
 }
 
@@ -102,12 +94,12 @@ wait_all() {  # wait for the background jobs; the first to fail stops the others
 }
 
 install_model() {  # RUN NAME [half]: the weights and config only, never the training state;
-  # generators are stored in float16 (the assets stay small), the codec in float32
+  # stored in float16 (the assets stay small)
   $PY -c "import sys; from stemcodec.checkpoint import copy_pretrained as c; c(*sys.argv[1:3], half=sys.argv[3] == 'half')" "$1" "$ASSETS/$2" "${3:-full}"
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
-install_codec() { install_model runs/codec-mini-noise codec-mini; }
+install_codec() { install_model runs/codec-mini codec-mini half; }
 
 install_generators() {
   install_model runs/mini generator-mini half

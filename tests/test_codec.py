@@ -255,7 +255,8 @@ def test_mini_config_file_matches_the_mini_layout():
     cfg = yaml.safe_load((Path(__file__).parents[1] / "configs" / "codec-mini.yaml").read_text())
     assert cfg["model"] == MINI_CONFIG
     model = build_encodec(cfg["model"])
-    assert model.encoder.hop_length == 320 and model.quantizer.n_q == 4
+    assert model.encoder.hop == 320 and model.quantizer.n_q == 4
+    assert model.decoder.detach_running is False  # set by the trainer (phase_trains_frequency)
     assert model.quantizer.get_num_quantizers_for_bandwidth(75, 3.0) == 4
 
 

@@ -47,19 +47,22 @@ DECODER_DEFAULTS: dict[str, Any] = {"decoder": "seanet", "decoder_dim": 256, "de
 DECODERS = ("seanet", "istft")
 ENCODERS = ("seanet", "spectral")
 
-# The mini layout: 24 kHz mono, hop 320 (75 frames/s), 4 codebooks of 1024 = 3 kbps, SEANet
-# encoder at half the official width (n_filters 16, dimension 64), iSTFT decoder;
-# configs/codec-mini.yaml holds the same mapping.
+# The mini layout (the second design, docs/codec.md): 24 kHz mono, hop 320 (75 frames/s),
+# 4 codebooks of 1024 = 3 kbps of 64-dim encodings, a spectral encoder and an iSTFT decoder
+# with an accumulated phase and a noise gate; configs/codec-mini.yaml holds the same mapping.
+# (n_filters and lstm size the SEANet encoder, used when `encoder: seanet`.)
 MINI_CONFIG: dict[str, Any] = {
     "type": "encodec", "name": "mini", "sample_rate": 24000, "channels": 1, "n_filters": 16,
     "ratios": [8, 5, 4, 2], "dimension": 64, "lstm": 1, "causal": True, "norm": "weight_norm",
     "n_q": 4, "bins": 1024, "target_bandwidths": [1.5, 3.0],
-    **DECODER_DEFAULTS, "decoder": "istft",
+    **DECODER_DEFAULTS, "decoder": "istft", "decoder_phase": "accumulated", "decoder_noise": True,
+    "encoder": "spectral",
 }
 # The debug stand-in: a tiny SEANet codec, random weights from a fixed seed (its tokens, and so
 # the caches and checkpoints of tests, do not change with the mini layout).
 DEBUG_CONFIG: dict[str, Any] = {**MINI_CONFIG, "name": "debug", "n_filters": 4, "dimension": 16,
-                                "lstm": 0, "decoder": "seanet"}
+                                "lstm": 0, "decoder": "seanet", "decoder_phase": "absolute",
+                                "decoder_noise": False, "encoder": "seanet"}
 
 
 def build_codec(cfg: dict[str, Any]) -> EncodecModel:
