@@ -267,7 +267,7 @@ class StemGenerator:
             temperature, top_k, top_p: 0 = greedy / off; one value or one per codebook.
             cfg: classifier-free guidance over the given stems (1 = off, e.g. 3).
             window: the most seconds the model sees at once (default: its training window);
-                longer durations slide, keeping `context` seconds (default 3/4 of it).
+                longer durations slide, keeping `context` seconds (default 4/5 of it).
             instrument: {slot: object name} (`--list-instruments`), e.g.
                 {"guitar": "nylon-guitar"}: what a slot plays (a model with objects only);
                 a slot asked for nothing draws an instrument of its family, seeded.
