@@ -36,6 +36,8 @@ from stemcodec.codec import load_codec
 from stemcodec.errors import UserError, cli
 from stemcodec.evaluation.codec_quality import coders, score_corpora, tone_figures
 from stemcodec.metrics.classifier import load_classifier
+from stemcodec.metrics.pitch import tone_signal
+from stemcodec.plots import tone_spectra_picture
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instrument classifier folder (default: the bundled one)")
     p.add_argument("--no-identity", action="store_true", help="skip the classifier figures")
     p.add_argument("--tones-only", action="store_true", help="only the test tones")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="PNG of each test tone's spectrum through the codec and Opus")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     return p
@@ -96,7 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = {"codec": f"{shown} {codec.bandwidth:g} kbps",
               "opus": f"opus {args.opus_bitrate:g} kbps"}
     coding = coders(codec, args.opus_bitrate)
-    tones = tone_figures(coding, codec.sample_rate)
+    outputs: dict[str, dict] | None = None if args.plot is None else {}
+    tones = tone_figures(coding, codec.sample_rate, outputs)
+    if args.plot is not None:
+        originals = {n: tone_signal(n.split()[0], float(n.split()[1]), rate=codec.sample_rate)
+                     for n in outputs["codec"]}
+        tone_spectra_picture({"original": originals, **{labels[k]: v for k, v in outputs.items()}},
+                             codec.sample_rate, args.plot,
+                             {labels[k]: t["peaks"] for k, t in tones.items()},
+                             title=f"test tones through {labels['codec']} and {labels['opus']}")
+        print(f"tone spectra in {args.plot}")
     info = {"codec_id": codec.codec_id, "bandwidth_kbps": codec.bandwidth,
             "opus_bitrate_kbps": args.opus_bitrate, "sample_rate": codec.sample_rate}
     if args.tones_only:

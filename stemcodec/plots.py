@@ -1,9 +1,11 @@
-"""Pictures people would rather look at than read: stems as spectrogram lanes."""
+"""Pictures people would rather look at than read: stems as spectrogram lanes, and test tones
+as their spectra through each codec."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -27,6 +29,61 @@ def stems_picture(stems: dict[str, torch.Tensor], rate: int, path: Path,
                   extent=[0, wav.shape[-1] / rate, 0, rate / 2000], vmin=float(db.max()) - 80)
         ax.set_ylabel(f"{(labels or {}).get(name, name)}\nkHz")
     axes[-1, 0].set_xlabel("seconds")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def tone_spectra_picture(tones: dict[str, dict[str, torch.Tensor]], rate: int, path: Path,
+                         peaks: dict[str, dict[str, float]] | None = None,
+                         title: str | None = None) -> Path:
+    """One panel per test tone ("sine 55", ...; rows by kind): the long-term magnitude spectrum
+    of each version (`tones["original"]["sine 55"]`, `tones["codec"][...]`, ...) from half the
+    pitch to 16 times it on a log axis, the pitch marked; a panel's title gives each coder's
+    strongest peak (`peaks[coder][tone]`), so a tone that came back an octave up, or buzzing,
+    is seen at once. Written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from scipy.signal import welch
+    names = list(next(iter(tones.values())))
+    kinds = list(dict.fromkeys(name.split()[0] for name in names))
+    columns = max(sum(n.split()[0] == k for n in names) for k in kinds)
+    fig, axes = plt.subplots(len(kinds), columns, figsize=(2.2 * columns, 2.3 * len(kinds)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for row, kind in enumerate(kinds):
+        for col, name in enumerate(n for n in names if n.split()[0] == kind):
+            ax, pitch = axes[row, col], float(name.split()[1])
+            ax.set_visible(True)
+            # the original drawn last, on top: where a coder's line leaves it is what changed
+            for coder in [c for c in tones if c != "original"] + ["original"]:
+                x = tones[coder][name].double().mean(0).numpy()
+                # Welch: 8192-sample Hann windows averaged (2.9 Hz apart at 24 kHz), smooth
+                # enough to read, fine enough to part a 55 Hz fundamental from its octave
+                freqs, power = welch(x, rate, nperseg=min(8192, x.size))
+                keep = (freqs >= pitch / 2) & (freqs <= min(16 * pitch, rate / 2))
+                db = 10 * np.log10(power[keep] / max(power.max(), 1e-24) + 1e-9)
+                style = {"color": "k", "lw": 0.8, "alpha": 0.7} if coder == "original" else \
+                    {"lw": 0.8}
+                ax.plot(freqs[keep], db, label=coder, **style)
+            ax.axvline(pitch, color="k", lw=0.5, ls=":")
+            ax.set_xscale("log")
+            ax.set_ylim(-90, 3)
+            heard = ", ".join(f"{c} {p[name]:.0f}" for c, p in (peaks or {}).items() if name in p)
+            ax.set_title(f"{name} Hz" + (f"\n{heard}" if heard else ""), fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    axes[0, 0].set_ylabel("dB (peak 0)", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

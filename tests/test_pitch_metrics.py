@@ -85,3 +85,20 @@ def test_buzz_rates_are_the_seanet_decoders_upsampling_rates():
     from stemcodec.codec import load_codec
     from stemcodec.evaluation.codec_quality import decoder_rates
     assert decoder_rates(load_codec("debug")) == [75.0, 600.0, 3000.0]
+
+
+def test_tone_outputs_are_kept_and_drawn(tmp_path):
+    """The round-tripped tones come back by name, so the picture shows what was scored: an
+    octave-up coder's panel says so in its title."""
+    from stemcodec.plots import tone_spectra_picture
+    up = lambda w: tone_signal("sine", 2 * tone_peak(w, RATE), seconds=w.shape[-1] / RATE)  # noqa: E731
+    kept: dict[str, torch.Tensor] = {}
+    result = tone_test(up, RATE, frequencies=(110.0, 440.0), kinds=("sine",), outputs=kept)
+    assert sorted(kept) == ["sine 110", "sine 440"] and result["at_pitch"] == 0.0
+    assert kept["sine 110"].shape == tone_signal("sine", 110.0).shape
+    assert tone_peak(kept["sine 110"], RATE) == pytest.approx(220.0, rel=0.01)
+    originals = {name: tone_signal("sine", float(name.split()[1])) for name in kept}
+    path = tone_spectra_picture({"original": originals, "octave up": kept}, RATE,
+                                tmp_path / "tones.png", {"octave up": result["peaks"]})
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob(".*tmp*"))  # written under a temporary name, then renamed

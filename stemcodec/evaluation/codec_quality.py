@@ -74,9 +74,15 @@ def coders(codec: Codec, opus_bitrate: float) -> dict[str, Coder]:
             "opus": lambda w: opus_roundtrip(w.expand(codec.channels, -1), rate, opus_bitrate)}
 
 
-def tone_figures(coding: dict[str, Coder], rate: int) -> dict[str, dict]:
-    """The tone test (stemcodec.metrics.pitch.tone_test) through each round trip."""
-    return {name: tone_test(fn, rate) for name, fn in coding.items()}
+def tone_figures(coding: dict[str, Coder], rate: int,
+                 outputs: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, dict]:
+    """The tone test (stemcodec.metrics.pitch.tone_test) through each round trip; `outputs`,
+    when given, receives each coder's round-tripped tones (`outputs["codec"]["sine 55"]`)."""
+    figures = {}
+    for name, fn in coding.items():
+        kept = None if outputs is None else outputs.setdefault(name, {})
+        figures[name] = tone_test(fn, rate, outputs=kept)
+    return figures
 
 
 def score_corpora(codec: Codec, coding: dict[str, Coder], corpora: Sequence[Path],

@@ -144,15 +144,19 @@ def chroma_correlation(reference: torch.Tensor, estimate: torch.Tensor, rate: in
 
 def tone_test(roundtrip: Callable[[torch.Tensor], torch.Tensor], rate: int,
               frequencies: Sequence[float] = TONE_FREQUENCIES,
-              kinds: Sequence[str] = TONE_KINDS, tolerance: float = 0.03) -> dict[str, Any]:
+              kinds: Sequence[str] = TONE_KINDS, tolerance: float = 0.03,
+              outputs: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Every test tone (`[1, S]`) through `roundtrip` (`[C, S] -> [C, S]`): the share whose
     strongest peak lies within `tolerance` of the pitch, the worst relative error, and the
-    peak of each tone (`"sine 440": 439.8`)."""
+    peak of each tone (`"sine 440": 439.8`). `outputs`, when given, receives each round trip
+    by the same names (to be looked at: plots.tone_spectra_picture)."""
     peaks: dict[str, float] = {}
     for kind in kinds:
         for frequency in frequencies:
-            peaks[f"{kind} {frequency:g}"] = tone_peak(roundtrip(tone_signal(kind, frequency,
-                                                                           rate=rate)), rate)
+            out = roundtrip(tone_signal(kind, frequency, rate=rate))
+            peaks[f"{kind} {frequency:g}"] = tone_peak(out, rate)
+            if outputs is not None:
+                outputs[f"{kind} {frequency:g}"] = out
     errors = [abs(peaks[f"{k} {f:g}"] - f) / f for k in kinds for f in frequencies]
     return {"at_pitch": sum(e <= tolerance for e in errors) / len(errors),
             "tones": len(errors), "worst_error": max(errors), "peaks": peaks}
