@@ -13,7 +13,7 @@ from stemcodec.model import (
     generate_codes,
 )
 from stemcodec.model.sampling import sample_logits
-from stemcodec.model.transformer import rotary_angles
+from stemcodec.model.transformer import SlotAttention, rotary_angles
 
 Q, CARD = 2, 16
 
@@ -30,8 +30,8 @@ def one_thread():
 
 def tiny(**overrides) -> MultiStreamTransformer:
     torch.manual_seed(0)
-    cfg = ModelConfig(num_codebooks=Q, cardinality=CARD, dim=32, num_layers=2, num_heads=2,
-                      max_frames=64, **overrides)
+    cfg = ModelConfig(**{"num_codebooks": Q, "cardinality": CARD, "dim": 32, "num_layers": 2,
+                         "num_heads": 2, "max_frames": 64, **overrides})
     return MultiStreamTransformer(cfg).eval()
 
 
@@ -529,3 +529,49 @@ def test_per_codebook_settings_equal_to_the_single_value_give_the_same_tokens():
     assert not torch.equal(mixed, run(SamplingConfig(temperature=1.0)))
     with pytest.raises(ValueError, match="2 values for 4 codebooks"):
         run(SamplingConfig(top_p=[0.5, 0.5]))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("light", [{"slot_attention_every": 2}, {"slot_attention_dim": 16}])
+def test_a_lighter_slot_attention_still_mixes_slots_causally_and_symmetrically(light):
+    """Slot attention in every other layer, or narrower: fewer weights, and still what slot
+    attention is (slots hear each other, the future stays hidden, slots are interchangeable,
+    absent slots are hidden, the KV cache agrees)."""
+    full, model = tiny(num_layers=4), tiny(num_layers=4, **light)
+    assert model.num_parameters() < full.num_parameters()
+    if "slot_attention_every" in light:
+        assert [b.slot_attention for b in model.blocks] == [False, True, False, True]
+    else:
+        assert model.blocks[0].slot.qkv.weight.shape == (48, 32)
+    seq, instrument = batch(T=12)
+    changed = seq.clone()
+    changed[:, 1] = (changed[:, 1] + 5) % (CARD + 1)
+    a, b = model(seq, instrument), model(changed, instrument)
+    assert not close(a[:, 0], b[:, 0])  # slot 0 hears slot 1
+    future = seq.clone()
+    future[:, 1, :, 8:] = (future[:, 1, :, 8:] + 3) % (CARD + 1)
+    assert close(a[..., :8, :], model(future, instrument)[..., :8, :])
+    perm = torch.tensor([2, 0, 1])
+    assert close(a[:, perm], model(seq[:, perm], instrument[:, perm]))
+    present = torch.tensor([[True, True, False], [True, True, True]])
+    hidden = seq.clone()
+    hidden[0, 2] = (hidden[0, 2] + 7) % (CARD + 1)
+    out = model(seq, instrument, present)
+    assert close(out[0, :2], model(hidden, instrument, present)[0, :2])
+    cache = model.new_cache(2, 3, max_frames=16)
+    pieces = [model(seq[..., s:s + n], instrument, present, cache=cache, start=s)
+              for s, n in ((0, 5), (5, 1), (6, 6))]
+    assert close(torch.cat(pieces, dim=3), out)
+    lone = model(seq[:, :1], instrument[:, :1])  # the lone-slot shortcut, narrow or sparse
+    SlotAttention.lone_slot_shortcut = False
+    try:
+        assert close(lone, model(seq[:, :1], instrument[:, :1]))
+    finally:
+        SlotAttention.lone_slot_shortcut = True
+
+
+def test_a_lighter_slot_attention_is_checked_when_configured():
+    with pytest.raises(ConfigError, match="model.slot_attention_every must be 1 to model.num_layers"):
+        tiny(slot_attention_every=3)
+    with pytest.raises(ConfigError, match="model.slot_attention_dim=15 must be 0"):
+        tiny(slot_attention_dim=15)

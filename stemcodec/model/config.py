@@ -30,6 +30,10 @@ class ModelConfig:
     max_frames: int = 3000  # positions of the delayed sequence the KV cache holds by default
     rope_theta: float = 10000.0
     slot_attention: bool = True  # false: the "independent streams" ablation
+    # a lighter slot attention (issue 14): in every n-th layer only (the last of each n), and
+    # its query, key and value this wide (0: model.dim); 1 and 0 are the full one
+    slot_attention_every: int = 1
+    slot_attention_dim: int = 0
     mode: Literal["stems", "mix"] = "stems"  # mix: one stream (K = 1) of the mixed audio
     # instrument objects (docs/objects.md): a persistent vector per slot, from its object id
     # (GM program or drum kit) and/or a reference clip, added at every layer. False: none of
@@ -57,6 +61,12 @@ class ModelConfig:
                               "into heads of even width (rotary embedding)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not 1 <= self.slot_attention_every <= self.num_layers:
+            raise ConfigError(f"model.slot_attention_every must be 1 to model.num_layers "
+                              f"({self.num_layers}), got {self.slot_attention_every}")
+        if self.slot_attention_dim < 0 or self.slot_attention_dim % self.num_heads:
+            raise ConfigError(f"model.slot_attention_dim={self.slot_attention_dim} must be 0 "
+                              f"(model.dim) or a multiple of model.num_heads={self.num_heads}")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"model.mlp_ratio must be positive, got {self.mlp_ratio}")
         if self.mode not in ("stems", "mix"):
@@ -70,6 +80,10 @@ class ModelConfig:
         if not self.vocabulary or len(set(self.vocabulary)) != len(self.vocabulary):
             raise ConfigError(f"model.vocabulary must be non-empty names without repeats, "
                               f"got {self.vocabulary}")
+
+    def has_slot_attention(self, layer: int) -> bool:
+        """Whether layer `layer` (0-based) has slot attention."""
+        return self.slot_attention and (layer + 1) % self.slot_attention_every == 0
 
     @property
     def instruments(self) -> list[str]:

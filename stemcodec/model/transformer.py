@@ -152,8 +152,9 @@ class SlotAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads = cfg.num_heads
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
-        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.width = cfg.slot_attention_dim or cfg.dim  # of the query, key and value
+        self.qkv = nn.Linear(cfg.dim, 3 * self.width, bias=False)
+        self.proj = nn.Linear(self.width, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -164,7 +165,8 @@ class SlotAttention(nn.Module):
                 attended and -inf for the others; None attends to all. With one slot it is
                 not read: `slot_mask` always lets a lone slot see itself.
         """
-        B, K, T, D = x.shape
+        B, K, T, _ = x.shape
+        D = self.width
         if self.skips_query_key(K):
             # one key: its softmax weight is 1 whatever the query and the key are, so the
             # output is the value projection alone (a third of the qkv product, no attention)
@@ -216,15 +218,15 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm: x + time attention, then x + slot attention (unless ablated), then x + MLP."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         self.norm_time = RMSNorm(cfg.dim)
         self.time = TimeAttention(cfg)
         # kept in mix mode too (K = 1: a per-position linear map, computed as one outside
         # training, see SlotAttention.skips_query_key), so the mix baseline has the same
         # parameters as the multi-stream model it is compared with
-        self.slot_attention = cfg.slot_attention
-        if cfg.slot_attention:
+        self.slot_attention = cfg.has_slot_attention(layer)
+        if self.slot_attention:
             self.norm_slot = RMSNorm(cfg.dim)
             self.slot = SlotAttention(cfg)
         self.norm_mlp = RMSNorm(cfg.dim)
@@ -290,7 +292,7 @@ class MultiStreamTransformer(nn.Module):
         self.register_buffer("offsets", torch.arange(Q) * (card + 1), persistent=False)
         self.instrument = nn.Embedding(len(config.instruments), config.dim)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList([Block(config) for _ in range(config.num_layers)])
+        self.blocks = nn.ModuleList([Block(config, i) for i in range(config.num_layers)])
         self.norm = RMSNorm(config.dim)
         # Q linear heads side by side in one matrix; no row for the special token, which is
         # never a target
@@ -305,7 +307,7 @@ class MultiStreamTransformer(nn.Module):
         self._rotary_table: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by the number of residual branches they feed
-        branches = (3 if config.slot_attention else 2) * config.num_layers
+        branches = 2 * config.num_layers + sum(b.slot_attention for b in self.blocks)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(branches))
@@ -369,7 +371,8 @@ class MultiStreamTransformer(nn.Module):
         with at_most_threads(1 if small else None):
             mask = None
             # read by slot attention alone, and not by its lone-slot shortcut
-            reads_mask = cfg.slot_attention and not self.blocks[0].slot.skips_query_key(K)
+            slot = next((b.slot for b in self.blocks if b.slot_attention), None)
+            reads_mask = slot is not None and not slot.skips_query_key(K)
             if present is not None and reads_mask:
                 present = present.bool()
                 # a batch row with no present slot would mask every key (NaN); let it see itself
