@@ -506,3 +506,21 @@ def test_training_tones_hold_pitches_off_the_grid_and_some_are_pure_sines():
         off_grid += abs(semitones - round(semitones)) > 0.1
     assert 5 <= pure <= 20, pure
     assert off_grid > 30, off_grid
+
+
+def test_the_mini_layout_installed_in_float16_codes_and_decodes_as_in_float32(tmp_path):
+    """The bundled codec is stored in float16 (the assets stay under 60 MB): loaded back into
+    float32 it gives a tone nearly the same tokens and the same sound."""
+    from stemcodec.checkpoint import copy_pretrained
+    from stemcodec.metrics.pitch import tone_signal
+    full = _istft_codec(tmp_path)
+    copy_pretrained(tmp_path / "istft", tmp_path / "half", half=True)
+    half = load_codec(str(tmp_path / "half"))
+    size = {n: (tmp_path / n / "model.safetensors").stat().st_size for n in ("istft", "half")}
+    assert size["half"] < 0.6 * size["istft"]
+    wav = tone_signal("sawtooth", 220.0, seconds=1.0)[None]  # [1, 1, S]
+    codes, codes_half = full.encode(wav), half.encode(wav)
+    assert (codes == codes_half).float().mean() > 0.95
+    out, out_half = full.decode(codes), half.decode(codes)
+    snr = 10 * torch.log10(out.pow(2).sum() / (out - out_half).pow(2).sum().clamp_min(1e-20))
+    assert snr > 30, float(snr)
