@@ -9,6 +9,8 @@ from collections.abc import Sequence
 COMMANDS = {
     "render": ("stemcodec.corpus.render", "render scores into a multitrack corpus of exact stems"),
     "prepare": ("stemcodec.corpus.prepare", "separate and encode songs into a token cache"),
+    "texture": ("stemcodec.corpus.texture",
+                "notes per second and polyphony of rendered corpora (their <slot>.mid)"),
     "generate": ("stemcodec.generate", "generate stems with a trained model"),
     "launch": ("stemcodec.training.launch",
                "accelerate launch for the trainers: clean stops, their exit codes, no traceback"),

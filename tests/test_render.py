@@ -110,8 +110,9 @@ def test_chorale_renders_one_exact_stem_per_voice(tmp_path, capsys):
     meta = meta_of(piece)
     assert meta["slots"] == ["bass", "guitar", "other", "piano"]
     assert meta["source"] == "music21:bach/bwv66.6.mxl" and meta["recipe"] == "chorales"
-    assert sorted(p.name for p in piece.iterdir()) == [
-        "bass.wav", "guitar.wav", "meta.json", "mix.wav", "other.wav", "piano.wav"]
+    assert sorted(p.name for p in piece.iterdir()) == [  # each stem beside the MIDI it played
+        "bass.mid", "bass.wav", "guitar.mid", "guitar.wav", "meta.json", "mix.wav", "other.mid",
+        "other.wav", "piano.mid", "piano.wav"]
     stems = [read(piece / f"{s}.wav")[0] for s in meta["slots"]]
     mix, rate = read(piece / "mix.wav")
     assert rate == 16000 and mix.ndim == 1 and all(s.shape == mix.shape for s in stems)
@@ -280,7 +281,8 @@ def test_list_recipes_counts_pieces(capsys):
     assert main(["--list-recipes"]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()
              if not ln.startswith("(")}
-    assert set(lines) == {"folk-band", "chorales", "solo-piano"}
+    assert set(lines) == {"folk-band", "chorales", "piano-literature", "solo-piano"}
     assert int(lines["folk-band"].split()[1]) > 10000
     assert int(lines["chorales"].split()[1]) > 300
     assert "slots: piano " in lines["solo-piano"]
+    assert int(lines["piano-literature"].split()[1]) > 1000

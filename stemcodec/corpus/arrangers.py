@@ -5,7 +5,8 @@
                for solo-piano, the melody over a left hand of chords.
   chorale      soprano -> other, alto -> piano, tenor -> guitar, bass -> bass; for solo-piano
                all four voices on the piano.
-  piano_piece  every part of a keyboard work on the piano.
+  piano_piece  every part of a work on the piano (piano-literature: at most six parts; an ABC
+               file of several tunes is one work whose tunes are its voices).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from .band import (
     drum_notes,
     infer_chords,
 )
+from .recipes import MAX_PARTS
 from .scores import (
     bars_of,
     chord_symbols,
+    default_tempo,
     key_of,
     melody_of,
     part_notes,
@@ -110,24 +113,37 @@ def chorale(score, solo_piano: bool = False) -> Arrangement:
     return Arrangement(arranged, tempo_of(score, 84.0), title_of(score), bars)
 
 
-def piano_piece(score) -> Arrangement:
-    """Every part of a keyboard work on the piano."""
-    notes = [n for part in parts_of(score) for n in part_notes(part)]
-    if not notes:
+def piano_piece(score, max_parts: int | None = None) -> Arrangement:
+    """Every part of a work on the piano, at the score's tempo or one for its meter
+    (scores.default_tempo)."""
+    if type(score).__name__ == "Opus":  # voices written as tunes of one ABC file
+        score = score.mergeScores()
+    parts = [notes for part in parts_of(score) if (notes := part_notes(part))]
+    if not parts:
         raise ScoreError("no notes")
+    if max_parts is not None and len(parts) > max_parts:
+        raise ScoreError(f"{len(parts)} parts, more than {max_parts}")
+    notes = [n for part in parts for n in part]
     length = max(s + d for s, d, _, _ in notes)
     bars = [b.start for b in bars_of(score, length)]
-    return Arrangement({"piano": [Track(notes)]}, tempo_of(score, 100.0), title_of(score), bars)
+    return Arrangement({"piano": [Track(notes)]}, tempo_of(score, default_tempo(score)),
+                       title_of(score), bars)
+
+
+PIANO_RECIPES = ("solo-piano", "piano-literature")  # everything on the piano
 
 
 def arrange(score, kind: str, recipe: str | None, rng: np.random.Generator) -> Arrangement:
     """Arrange a parsed score read as `kind` (the recipe whose piece it is: folk-band,
-    chorales, solo-piano) for `recipe` (solo-piano puts everything on the piano)."""
-    solo = recipe == "solo-piano"
+    chorales, piano-literature; solo-piano for a user's score) for `recipe` (solo-piano and
+    piano-literature put everything on the piano)."""
+    solo = recipe in PIANO_RECIPES
     if kind == "folk-band":
         return folk_band(score, rng, solo)
     if kind == "chorales":
         return chorale(score, solo)
+    if kind == "piano-literature":
+        return piano_piece(score, MAX_PARTS)
     if kind == "solo-piano":
         return piano_piece(score)
     raise KeyError(kind)

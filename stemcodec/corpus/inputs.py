@@ -6,8 +6,8 @@ its own program (and, from MIDI files, its controllers and pitch bends). A score
 is the score's own, else the one its instrument or part name stands for (kern and ABC files
 name parts but give no programs: "Violoncello" is a cello); render gives a part of unknown
 instrument its slot's default program. With a recipe the piece is arranged the recipe's way:
-`solo-piano` puts every pitched part on the piano, `folk-band` builds a band around the top
-line of the first part, `chorales` wants four voices.
+`solo-piano` and `piano-literature` put every pitched part on the piano, `folk-band` builds a
+band around the top line of the first part, `chorales` wants four voices.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrangement import Arrangement, ScoreError, Track, playable_tempo
-from .arrangers import arrange
+from .arrangers import PIANO_RECIPES, arrange
 from .instruments import slot_of_program
 from .scores import (
     Source,
@@ -93,7 +93,7 @@ def arrange_input(source: Source, recipe: str | None, rng: np.random.Generator) 
             raise ScoreError("no notes")
         if recipe is not None and not any(i.notes for i in midi.instruments if not i.is_drum):
             raise ScoreError("only drums, and the recipe needs pitched parts")
-        if recipe in (None, "solo-piano"):
+        if recipe in (None, *PIANO_RECIPES):
             return midi_arrangement(midi, Path(source.path).stem, solo_piano=recipe is not None)
     score = load_score(source)
     if recipe is not None:  # read the way the recipe reads its own pieces

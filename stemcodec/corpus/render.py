@@ -11,6 +11,8 @@ corpus names (bach/bwv66.6). With no INPUT, the recipe's own pieces (the first 2
 Each piece is written as
 
     CORPUS/<piece-id>/<slot>.wav   one stem per slot (mono float32 unless --channels/--pcm16)
+                      <slot>.mid   the notes that stem plays, as fluidsynth rendered them
+                                   (times in seconds of the audio: corpus.texture reads them)
                       mix.wav      the sum of the stems as written (float32)
                       meta.json    source, recipe, programs, tempo, transposition, seed...,
                                    and per stem its instrument (`stem_instruments`: GM program,
@@ -21,9 +23,9 @@ cut at a bar line before --max-seconds -> draw one GM program per slot (a user's
 their own instruments: the MIDI program, the score's, or its instrument's name) -> one MIDI
 file per slot, rendered by fluidsynth -> stems padded to one length (the longest, release tail
 kept up to 2 s past the last note) -> one gain for the whole piece (mix and every stem peak at
--1 dBFS) -> stems, then mix.wav, then meta.json, in `CORPUS/.<piece-id>.tmp/`, renamed into
-place at the end. A piece is done when its folder (with meta.json) exists: a rerun skips it,
-and a crashed run leaves only a hidden .tmp folder, removed by the next run.
+-1 dBFS) -> stems and their MIDI, then mix.wav, then meta.json, in `CORPUS/.<piece-id>.tmp/`,
+renamed into place at the end. A piece is done when its folder (with meta.json) exists: a
+rerun skips it, and a crashed run leaves only a hidden .tmp folder, removed by the next run.
 
 Seeds come from (--seed, piece id), so the audio depends neither on --jobs nor on order.
 """
@@ -224,8 +226,8 @@ def render_piece(job: Job, settings: Settings) -> dict:
     missing = [s for s in required if s not in arrangement.slots()]
     if missing:
         raise ScoreError(f"no notes for {', '.join(missing)}")
-    stems = synthesize_stems(programs, arrangement.tempo, settings,
-                             timeout=60.0 + 4 * music_seconds)
+    stems, midis = synthesize_stems(programs, arrangement.tempo, settings,
+                                    timeout=60.0 + 4 * music_seconds)
     stems, gain = level(stems, settings.sample_rate, music_seconds)
     for slot in list(stems):
         if is_silent(torch.from_numpy(stems[slot])):
@@ -256,13 +258,16 @@ def render_piece(job: Job, settings: Settings) -> dict:
         "reverb": settings.reverb,
         **({"arrangement": arrangement.info} if arrangement.info else {}),
     }
-    write_piece(settings.out, job.piece_id, stems, meta, settings)
+    write_piece(settings.out, job.piece_id, stems, meta, settings,
+                {s: midis[s] for s in stems})
     return meta
 
 
 def synthesize_stems(programs: dict[str, list[tuple[Track, int]]], tempo: float,
-                     settings: Settings, timeout: float) -> dict[str, np.ndarray]:
-    stems = {}
+                     settings: Settings,
+                     timeout: float) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+    """Per slot, its audio and the MIDI file it was rendered from."""
+    stems, midis = {}, {}
     with tempfile.TemporaryDirectory(prefix="stemcodec-render-") as work:
         for slot, pairs in programs.items():
             midi_path, wav_path = Path(work) / f"{slot}.mid", Path(work) / f"{slot}.wav"
@@ -271,9 +276,10 @@ def synthesize_stems(programs: dict[str, list[tuple[Track, int]]], tempo: float,
             stems[slot] = synthesize(midi_path, wav_path, settings.soundfont,
                                      settings.sample_rate, settings.channels, settings.reverb,
                                      timeout)
+            midis[slot] = midi_path.read_bytes()
     if not stems:
         raise ScoreError("no notes")
-    return stems
+    return stems, midis
 
 
 def level(stems: dict[str, np.ndarray], rate: int,
@@ -295,9 +301,10 @@ def level(stems: dict[str, np.ndarray], rate: int,
 
 
 def write_piece(out: Path, piece_id: str, stems: dict[str, np.ndarray], meta: dict,
-                settings: Settings) -> None:
-    """Stems, then mix.wav (the sum of the stems as read back), then meta.json, in a hidden
-    folder renamed into place: a piece folder exists only when complete."""
+                settings: Settings, midis: dict[str, bytes] | None = None) -> None:
+    """Stems (each with its MIDI file, where given), then mix.wav (the sum of the stems as
+    read back), then meta.json, in a hidden folder renamed into place: a piece folder exists
+    only when complete."""
     tmp = out / f".{piece_id}.tmp"
     final = out / piece_id
     shutil.rmtree(tmp, ignore_errors=True)
@@ -309,6 +316,8 @@ def write_piece(out: Path, piece_id: str, stems: dict[str, np.ndarray], meta: di
                               settings.sample_rate, "PCM_16" if settings.pcm16 else None)
             written, _ = sf.read(str(path), dtype="float32", always_2d=True)
             total = written if total is None else total + written
+            if midis and slot in midis:
+                (tmp / f"{slot}.mid").write_bytes(midis[slot])
         save_audio(tmp / "mix.wav", torch.from_numpy(np.ascontiguousarray(total.T)),
                    settings.sample_rate)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -382,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def list_recipes() -> None:
     for name, recipe in RECIPES.items():
-        print(f"{name:<11} {len(recipe.sources()):>6} pieces  slots: {', '.join(recipe.slots)}"
+        print(f"{name:<16} {len(recipe.sources()):>6} pieces  slots: {', '.join(recipe.slots)}"
               f"  ({recipe.text})")
     print(f"(a recipe renders its first {DEFAULT_LIMIT} pieces unless --limit N|all says "
           "otherwise, each in --variants versions, 3 by default)")

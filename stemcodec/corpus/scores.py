@@ -1,7 +1,8 @@
-"""Reading scores with music21: where a piece is (`Source`), parsing it, and what the
-arrangers need from it: parts and their notes, tempo, title, bars, key and chords.
+"""Reading scores with music21: where a piece is (`Source`), what music21's corpus holds
+(`corpus_works`, from its metadata cache), parsing it, and what the arrangers need from it:
+parts and their notes, tempo, title, bars, key and chords.
 
-music21 is imported only when a score is parsed, so listing pieces stays quick.
+music21 is imported only when a score is parsed or the corpus listed, so importing stays quick.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ class Source:
 
     path: str
     index: int = 0
-    # the recipe whose own piece it is (folk-band | chorales | solo-piano: how it is read),
-    # or score | midi for a user input
+    # the recipe whose own piece it is (folk-band | chorales | piano-literature: how it is
+    # read), or score | midi for a user input
     kind: str = "score"
 
     @property
@@ -41,6 +42,53 @@ class Source:
         marker = "/music21/corpus/"
         text = "music21:" + self.path.split(marker, 1)[1] if marker in self.path else self.path
         return f"{text}#{self.index}" if self.index else text
+
+
+@dataclass(frozen=True)
+class Work:
+    """A score of music21's corpus as its metadata cache describes it (nothing parsed);
+    `parts` and `notes` are None where the cache does not know the file."""
+
+    path: str  # absolute
+    rel: str  # under the corpus root: composer/work[/movement].ext
+    parts: int | None
+    notes: int | None
+    # what two files of one work share in the cache (title, counts, ambitus, key, meter):
+    # the corpus holds some works twice; empty where unknown
+    fingerprint: tuple = ()
+
+
+def corpus_works() -> list[Work]:
+    """Every file of music21's core corpus, sorted by path, with the part and note counts of
+    its metadata cache. An ABC file of several numbered tunes counts them as its parts (in
+    the corpus's literature those are the voices of one chanson, Josquin's; folk collections
+    are listed tune by tune elsewhere). Without a cache, the files with unknown counts."""
+    from music21 import common, corpus
+    root = Path(common.getCorpusFilePath())
+    whole: dict[str, Work] = {}
+    tunes: dict[str, list] = {}
+    # bundle[:] is one list; iterating the bundle indexes it entry by entry, O(n^2)
+    for entry in corpus.corpora.CoreCorpus().metadataBundle[:]:
+        rel, meta = Path(entry.sourcePath).as_posix(), entry.metadata
+        if meta is None:
+            continue
+        if entry.number is not None:
+            tunes.setdefault(rel, []).append(meta)
+            continue
+        fingerprint = tuple(str(x) for x in (
+            meta.title or meta.movementName, meta.noteCount, meta.numberOfParts,
+            meta.pitchLowest, meta.pitchHighest, meta.keySignatureFirst,
+            meta.timeSignatureFirst))
+        whole[rel] = Work(str(root / rel), rel, meta.numberOfParts, meta.noteCount, fingerprint)
+    for rel, metas in tunes.items():
+        if rel not in whole:
+            whole[rel] = Work(str(root / rel), rel, sum(m.numberOfParts or 1 for m in metas),
+                              sum(m.noteCount or 0 for m in metas))
+    if not whole:  # no metadata cache: the files, counts unknown
+        for path in corpus.corpora.CoreCorpus().getPaths():
+            rel = Path(path).relative_to(root).as_posix()
+            whole[rel] = Work(str(path), rel, None, None)
+    return sorted(whole.values(), key=lambda w: w.rel)
 
 
 def load_score(source: Source):
@@ -106,11 +154,23 @@ def part_instrument(part) -> tuple[int | None, str, str]:
 
 
 def tempo_of(score, default: float) -> float:
+    """The first metronome mark's quarter notes per minute (folded into 60-200), else
+    `default`."""
     for mark in score.flatten().getElementsByClass("MetronomeMark"):
         bpm = mark.getQuarterBPM()
         if bpm:
             return playable_tempo(float(bpm))
     return default
+
+
+def default_tempo(score) -> float:
+    """Quarter notes per minute for a score without a tempo mark, from its meter's beat:
+    a half note or longer (4/2, 3/2, 2/2: early music's tactus) 72 per half, so quarters at
+    144; a quarter or dotted quarter (4/4, 3/4, 6/8) 100; an eighth (2/8, 4/8) 160 per
+    eighth, quarters at 80. Renaissance polyphony at quarter = 100 would crawl."""
+    found = score.recurse().getElementsByClass("TimeSignature")
+    _, beat, _ = meter(found[0] if found else None)
+    return 144.0 if beat >= 2 else 100.0 if beat >= 1 else 80.0
 
 
 def title_of(score) -> str:
