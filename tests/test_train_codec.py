@@ -323,3 +323,20 @@ def test_frame_losses_train_an_istft_decoder_and_refuse_a_seanet_one(corpus, tmp
     assert "losses.frame_magnitude and losses.group_delay need an iSTFT decoder" in \
         one_line_error(result)
     assert not (tmp_path / "seanet").exists()
+
+
+@pytest.mark.slow
+def test_init_gate_starts_the_noise_gate_open_and_needs_one(corpus, tmp_path):
+    """init_gate=0.9: every bin of the noise gate starts at g = 0.9 (bias logit 0.9 = 2.2,
+    weights 0) where the decoder's own start is g ~ 0.05; without a gate it is one line."""
+    from stemcodec.checkpoint import load_pretrained
+    out = tmp_path / "run"
+    assert ok(train(corpus, out, "steps=1", "eval_every=100", "save_every=1",
+                    "model.decoder_noise=true", "init_gate=0.9"))
+    state, _ = load_pretrained(out)
+    bias = state["decoder.gate.bias"]
+    assert bias.shape == (641,) and torch.allclose(bias, torch.full_like(bias, 2.197), atol=0.05)
+    assert "init_gate needs model.decoder=istft with model.decoder_noise=true" in \
+        one_line_error(train(corpus, tmp_path / "none", "steps=1", "init_gate=0.9"))
+    assert "lies strictly between 0 and 1" in one_line_error(
+        train(corpus, tmp_path / "wide", "steps=1", "model.decoder_noise=true", "init_gate=1.5"))

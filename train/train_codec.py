@@ -106,6 +106,18 @@ def export(module: CodecModule, cfg: CodecTrainConfig, step: int, directory: Pat
 
 
 # -- init -----------------------------------------------------------------------------------
+def open_gate(codec: nn.Module, g: float) -> None:
+    """Start the decoder's noise gate at opening `g` in every bin (its bias at logit g)."""
+    gate = getattr(codec.decoder, "gate", None)
+    if gate is None:
+        raise UserError("init_gate needs model.decoder=istft with model.decoder_noise=true")
+    if not 0.0 < g < 1.0:
+        raise UserError(f"init_gate={g:g}: the gate's opening lies strictly between 0 and 1")
+    with torch.no_grad():
+        gate.weight.zero_()
+        gate.bias.fill_(math.log(g / (1.0 - g)))
+
+
 def load_init(codec: nn.Module, cfg: CodecTrainConfig) -> None:
     """Start from the weights of the codec folder cfg.init_from, of the same architecture."""
     folder = Path(cfg.init_from)
@@ -168,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     resume = run.latest_checkpoint(out)
     if cfg.init == "preserving":
         preserving_init(codec)
+    if cfg.init_gate is not None:
+        open_gate(codec, cfg.init_gate)
     if cfg.init_from and resume is None:  # a resumed run has its own weights
         load_init(codec, cfg)
     module = CodecModule(codec, cfg.freeze)

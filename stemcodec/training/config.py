@@ -130,6 +130,10 @@ class CodecTrainConfig:
     losses: LossConfig = field(default_factory=LossConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     init: Literal["preserving", "default"] = "preserving"  # see codec.mini.preserving_init
+    # how open a decoder_noise gate starts (g in (0, 1) in every bin): None keeps the decoder's
+    # own start, closed (g ~ 0.05); an open gate starts every bin noisy, and the phase-advance
+    # loss closes it where the music is tonal (docs/codec.md)
+    init_gate: float | None = None
     # a codec folder (config.json + model.safetensors) whose weights start a new run, e.g.
     # stemcodec/assets/codec-mini; its codebooks are kept (no k-means, no `init`)
     init_from: str | None = None
