@@ -11,6 +11,13 @@ silent is embedded and labelled by the instrument classifier (stemcodec/assets/c
     timbre_stability   mean cosine of each second's timbre embedding to the stem's mean
     switch_rate        share of neighbouring active seconds whose label changes
     identity_accuracy  share of active seconds labelled as the stem's instrument
+    object_identity    share of active seconds whose GM family (piano, organ, strings, brass,
+                       reed, pipe, synth lead, ..., drums: the classifier's second head) is
+                       that of the slot's chosen instrument, from the folder's meta.json (a
+                       generation's "objects", a rendered piece's "stem_instruments")
+    object_switch_rate share of neighbouring active seconds whose GM family changes
+
+A classifier saved without the second head gives null object figures, and a line says so.
 
 `--json F` writes {"files": {path: {...}}, "summary": {...}}. A bad input (no stems in a
 folder, an unreadable or silent file) gets one line and the run goes on.

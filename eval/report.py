@@ -10,10 +10,12 @@ eval/stem_sets.py makes them, into OUT/sets/<name>/: the first --pieces pieces o
 that have every slot, and --pieces generations of --duration seconds per model, seeds --seed
 on; the mix baseline's mixes split into stems by --separator); --set adds ready folders.
 
-Each set is a folder of pieces, `<piece>/<slot>.wav` (what `eval/stem_sets.py` writes). Per
-stem: timbre stability, switch rate and identity accuracy (eval/consistency.py); per piece:
-onset agreement of the drums with the others, chroma agreement of harmonic stems and the
-largest leakage between two stems (stemcodec.metrics.coherence). Each figure is the mean over
+Each set is a folder of pieces, `<piece>/<slot>.wav` (what `eval/stem_sets.py` writes, with
+a meta.json naming each slot's chosen instrument). Per stem: timbre stability, switch rate and
+identity accuracy, and object identity and object switch rate where the classifier has its
+GM-family head (eval/consistency.py; columns left out, with a line, where it has none); per
+piece: onset agreement of the drums with the others, chroma agreement of harmonic stems and
+the largest leakage between two stems (stemcodec.metrics.coherence). Each figure is the mean over
 pieces (a piece is one seed) with a 95 % bootstrap confidence interval. Per set, the Fréchet
 distance of its stems' per-second classifier embeddings to the first set's (the reference),
 slot by slot, averaged over the slots: how far the set sounds from real stems.

@@ -5,13 +5,16 @@ The recipes tie each slot to a register (the bass plays low, the melody instrume
 a classifier of their stems alone learns registers as much as timbres: `write_lines` writes
 MIDI files of random lines in a wide range of each slot's own, the cure. `training_pieces`
 splits rendered pieces by their piece key (stemcodec.corpus.layout), as the trainers split
-them, so no held-out tune was heard in training; `segments_of` draws the labelled seconds.
+them, so no held-out tune was heard in training; `segments_of` draws the labelled seconds (the slot, and the GM family of the stem's program
+from meta.json for the second head), clean, through Opus or a codec, and augmented
+(classifier_augment.py).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +24,9 @@ from stemcodec.audio import load_audio
 from stemcodec.corpus.instruments import FAMILIES
 from stemcodec.corpus.layout import Piece, find_pieces, split_pieces
 from stemcodec.errors import AudioError, UserError
-from stemcodec.metrics.classifier import InstrumentClassifier
+from stemcodec.evaluation.classifier_augment import RoundTrips, random_gain, reverb
+from stemcodec.metrics.classifier import OBJECT_FAMILIES, InstrumentClassifier
+from stemcodec.metrics.identity import slot_object_families
 from stemcodec.metrics.seconds import active_seconds, split_seconds
 from stemcodec.metrics.timbre import mfcc_embedding
 from stemcodec.slots import DEFAULT_VOCABULARY
@@ -93,35 +98,116 @@ def training_pieces(corpora: Sequence[Path], held_out: float
     return classes, train, test
 
 
+@dataclass
+class Seconds:
+    """Labelled seconds: the log-mel features of each version of them, and their labels."""
+    feats: dict[str, torch.Tensor]  # version ("clean", "opus", "view1", ...) -> [N, 1, M, T] f16
+    mfcc: torch.Tensor              # [N, 38] MFCC timbre embeddings of the clean seconds
+    labels: torch.Tensor            # [N] slot class
+    objects: torch.Tensor           # [N] index in OBJECT_FAMILIES, -1 where meta.json says none
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(every version's features one after the other, their labels, their objects)."""
+        n = len(self.feats)
+        return (torch.cat(list(self.feats.values())), self.labels.repeat(n),
+                self.objects.repeat(n))
+
+
+def object_labels(piece: Piece) -> dict[str, int]:
+    """{slot: index in OBJECT_FAMILIES} of the stems whose GM program the piece's meta.json
+    records (`stem_instruments`)."""
+    return {slot: OBJECT_FAMILIES.index(family)
+            for slot, family in slot_object_families(piece.meta).items()
+            if family in OBJECT_FAMILIES}
+
+
+class StemSources:
+    """The versions of one stem a training second may be cut from, each cut into seconds
+    from the same offset once, when first asked for: (kind, room) with kind "clean" or a
+    round trip of `trips`, room: in one room drawn for this stem and kind."""
+
+    def __init__(self, wav: torch.Tensor, path: Path, offset: int, rate: int, seconds: float,
+                 trips: RoundTrips | None, generator: torch.Generator):
+        self.wav, self.path, self.offset, self.rate, self.seconds = wav, path, offset, rate, seconds
+        self.trips, self.generator = trips, generator
+        self._wavs: dict[tuple[str, bool], torch.Tensor] = {("clean", False): wav}
+        self._segments: dict[tuple[str, bool], torch.Tensor] = {}
+
+    def audio(self, kind: str, room: bool = False) -> torch.Tensor:
+        """The whole version `[1, S]`, S the clean stem's length."""
+        if (kind, room) not in self._wavs:
+            if room:
+                x = reverb(self.audio(kind), self.rate, self.generator)
+            else:
+                x = self.trips.get(kind, self.path)
+                length = self.wav.shape[-1]
+                x = torch.nn.functional.pad(x, (0, max(0, length - x.shape[-1])))[:, :length]
+            self._wavs[(kind, room)] = x
+        return self._wavs[(kind, room)]
+
+    def segments(self, kind: str, room: bool = False) -> torch.Tensor:
+        """The version's seconds `[N, L]` from the offset (the clean stem's seconds)."""
+        if (kind, room) not in self._segments:
+            self._segments[(kind, room)] = split_seconds(
+                self.audio(kind, room)[:, self.offset:], self.rate, self.seconds)
+        return self._segments[(kind, room)]
+
+
 def segments_of(pieces: list[Piece], model: InstrumentClassifier, per_stem: int,
-                generator: torch.Generator, desc: str
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Log-mel features `[N, 1, M, T]` (float16), MFCC timbre embeddings `[N, 38]` and labels
-    `[N]` of up to `per_stem` active seconds of every stem whose slot is one of the classes."""
+                generator: torch.Generator, desc: str, trips: RoundTrips | None = None,
+                versions: Sequence[str] = (), views: int = 0, coded_share: float = 0.5,
+                reverb_share: float = 0.5) -> Seconds:
+    """Up to `per_stem` active seconds of every stem whose slot is one of the classes, as
+    features of: the clean second; each of `versions` (round trips of `trips`: the same
+    seconds through Opus or a codec, for validation); and `views` augmented copies (for
+    training), each drawn per second: cut from a round trip of `trips` with probability
+    `coded_share` (else the clean stem), in a room with probability `reverb_share` (one room
+    per stem and source, applied to the whole stem, so a second carries the tail of the one
+    before), then a random gain with a ramp (classifier_augment)."""
     cfg = model.config
-    feats, mfccs, labels = [], [], []
+    rate, length = cfg.sample_rate, cfg.segment_samples
+    feats: dict[str, list[torch.Tensor]] = {"clean": [], **{v: [] for v in versions},
+                                            **{f"view{i + 1}": [] for i in range(views)}}
+    mfccs, labels, objects = [], [], []
     for piece in tqdm(pieces, desc=desc, unit="piece", file=sys.stderr):
+        known = object_labels(piece)
         for k, slot in enumerate(cfg.classes):
             path = piece.stems.get(slot)
             if path is None:
                 continue
             try:
-                wav, _ = load_audio(path, cfg.sample_rate, 1)
+                wav, _ = load_audio(path, rate, 1)
             except AudioError as exc:
                 print(f"skipped {path}: {exc}", file=sys.stderr)
                 continue
             # a random start so segment borders fall anywhere in the bar
-            offset = int(torch.randint(0, cfg.segment_samples, (1,), generator=generator))
-            segments = split_seconds(wav[:, offset:], cfg.sample_rate, cfg.segment_seconds)
-            segments = segments[active_seconds(segments)]
-            pick = torch.randperm(segments.shape[0], generator=generator)[:per_stem]
-            if pick.numel():
-                feats.append(model.features(segments[pick], cfg.sample_rate).half())
-                mfccs.append(mfcc_embedding(segments[pick], cfg.sample_rate))
-                labels.append(torch.full((pick.numel(),), k))
-    if not feats:
+            offset = int(torch.randint(0, length, (1,), generator=generator))
+            segments = split_seconds(wav[:, offset:], rate, cfg.segment_seconds)
+            active = active_seconds(segments).nonzero().flatten()
+            pick = active[torch.randperm(active.numel(), generator=generator)[:per_stem]]
+            if not pick.numel():
+                continue
+            stem = StemSources(wav, path, offset, rate, cfg.segment_seconds, trips, generator)
+            feats["clean"].append(model.features(segments[pick], rate).half())
+            for version in versions:
+                feats[version].append(model.features(stem.segments(version)[pick], rate).half())
+            kinds = trips.kinds if trips is not None else ()
+            for i in range(views):
+                rows = []
+                for second in pick.tolist():
+                    coded = kinds and float(torch.rand(1, generator=generator)) < coded_share
+                    kind = kinds[int(torch.randint(0, len(kinds), (1,), generator=generator))] \
+                        if coded else "clean"
+                    room = float(torch.rand(1, generator=generator)) < reverb_share
+                    rows.append(random_gain(stem.segments(kind, room)[second], generator))
+                feats[f"view{i + 1}"].append(model.features(torch.stack(rows), rate).half())
+            mfccs.append(mfcc_embedding(segments[pick], rate))
+            labels.append(torch.full((pick.numel(),), k))
+            objects.append(torch.full((pick.numel(),), known.get(slot, -1)))
+    if not labels:
         raise UserError(f"no active stem of {', '.join(cfg.classes)} in the {desc} pieces")
-    return torch.cat(feats), torch.cat(mfccs), torch.cat(labels)
+    return Seconds({v: torch.cat(f) for v, f in feats.items()}, torch.cat(mfccs),
+                   torch.cat(labels), torch.cat(objects))
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -146,6 +232,22 @@ def embeddings_of(model: InstrumentClassifier, feats: torch.Tensor) -> torch.Ten
     return torch.cat([model(feats[i: i + 256].float())[1] for i in range(0, feats.shape[0], 256)])
 
 
+def _accuracy(preds: torch.Tensor, labels: torch.Tensor,
+              names: Sequence[str]) -> dict[str, float | int]:
+    """Accuracy per class, "overall" and the number of "segments" (labels -1 left out)."""
+    keep = labels >= 0
+    preds, labels = preds[keep], labels[keep]
+    result: dict[str, float | int] = {}
+    for k, name in enumerate(names):
+        mask = labels == k
+        if mask.any():
+            result[name] = round(float((preds[mask] == k).float().mean()), 4)
+    if labels.numel():
+        result["overall"] = round(float((preds == labels).float().mean()), 4)
+    result["segments"] = int(labels.numel())
+    return result
+
+
 @torch.no_grad()
 def per_class_accuracy(model: InstrumentClassifier, feats: torch.Tensor,
                        labels: torch.Tensor) -> dict[str, float | int]:
@@ -153,11 +255,34 @@ def per_class_accuracy(model: InstrumentClassifier, feats: torch.Tensor,
     model.eval()
     preds = torch.cat([model(feats[i: i + 256].float())[0].argmax(-1)
                        for i in range(0, feats.shape[0], 256)])
-    result: dict[str, float | int] = {}
-    for k, name in enumerate(model.config.classes):
-        mask = labels == k
-        if mask.any():
-            result[name] = round(float((preds[mask] == k).float().mean()), 4)
-    result["overall"] = round(float((preds == labels).float().mean()), 4)
-    result["segments"] = int(labels.numel())
-    return result
+    return _accuracy(preds, labels, model.config.classes)
+
+
+@torch.no_grad()
+def object_accuracy(model: InstrumentClassifier, feats: torch.Tensor,
+                    objects: torch.Tensor) -> dict[str, float | int]:
+    """The GM-family head's accuracy per family, "overall" and "segments" (seconds whose
+    family is unknown, -1, left out); {} for a classifier without the head."""
+    if not model.has_objects:
+        return {}
+    model.eval()
+    preds = torch.cat([model.object_logits(model(feats[i: i + 256].float())[1]).argmax(-1)
+                       for i in range(0, feats.shape[0], 256)])
+    return _accuracy(preds, objects, model.config.object_families)
+
+
+def accuracy_table(columns: dict[str, dict[str, float | int]], names: Sequence[str],
+                   first: str = "class") -> str:
+    """A text table: one row per name of `names` found in a column and "overall", one column
+    per entry of `columns` ({column: accuracy dict}), "-" where a column lacks the row, and a
+    last row with the seconds counted."""
+    rows = [n for n in (*names, "overall") if any(n in c for c in columns.values())]
+    width = max([len(first), *map(len, rows)]) + 2
+    lines = [f"{first:{width}s}" + "".join(f"{c:>13s}" for c in columns)]
+    for name in rows:
+        cells = [c.get(name) for c in columns.values()]
+        lines.append(f"{name:{width}s}" + "".join(
+            f"{'-':>13s}" if v is None else f"{v:13.3f}" for v in cells))
+    lines.append(f"{'seconds':{width}s}" + "".join(f"{c.get('segments', 0):13d}"
+                                                  for c in columns.values()))
+    return "\n".join(lines)

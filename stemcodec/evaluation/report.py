@@ -1,8 +1,10 @@
 """The evaluation report: the same figures for real stems, our model and the baselines.
 
 Each set is a folder of pieces, `<piece>/<slot>.wav` and `mix.wav` (what
-stemcodec.evaluation.stem_sets writes). Per stem: timbre stability, switch rate and identity
-accuracy; per piece: onset agreement of the drums with the others, chroma agreement of
+stemcodec.evaluation.stem_sets writes, with a meta.json saying which instrument each slot
+chose). Per stem: timbre stability, switch rate and identity accuracy, and where the
+classifier has its second head (the GM family of each second) object identity and object
+switch rate (stemcodec.metrics.identity); per piece: onset agreement of the drums with the others, chroma agreement of
 harmonic stems and the largest leakage between two stems (stemcodec.metrics.coherence). Each
 figure is the mean over pieces (a piece is one seed) with a 95 % bootstrap confidence
 interval. Per set, the Fréchet distance of its stems' per-second embeddings to the first
@@ -26,11 +28,19 @@ from tqdm import tqdm
 
 from stemcodec.audio import is_audio_path, load_audio
 from stemcodec.errors import AudioError, UserError
+from stemcodec.evaluation.consistency import folder_objects
 from stemcodec.evaluation.report_plots import plot_stability, plot_switches
 from stemcodec.metrics.classifier import InstrumentClassifier, load_classifier
 from stemcodec.metrics.coherence import set_coherence
 from stemcodec.metrics.frechet import frechet_distance
-from stemcodec.metrics.identity import identity_accuracy, label_seconds, switch_rate
+from stemcodec.metrics.identity import (
+    NO_OBJECT_HEAD,
+    identity_accuracy,
+    label_seconds,
+    object_identity,
+    object_switch_rate,
+    switch_rate,
+)
 from stemcodec.metrics.seconds import active_seconds, split_seconds
 from stemcodec.metrics.timbre import stem_embeddings, timbre_stability
 
@@ -38,21 +48,25 @@ if TYPE_CHECKING:
     from stemcodec.separate import Separator
 
 Embedder = Callable[[torch.Tensor, int], torch.Tensor]  # (wav [C, S], rate) -> [N, D]
-STEM_KEYS = ("timbre_stability", "switch_rate", "identity_accuracy")
+STEM_KEYS = ("timbre_stability", "switch_rate", "identity_accuracy", "object_identity",
+             "object_switch_rate")
+OBJECT_KEYS = ("object_identity", "object_switch_rate")  # shown where some set has them
 PIECE_KEYS = ("onset_agreement", "chroma_agreement", "max_leakage")
 MIX_KEYS = ("timbre_stability", "switch_rate")
 # a real mix changes its loudest instrument often: for mixes, near the real ones is better
 MIX_HEADERS = {"timbre_stability": "stability ↑", "switch_rate": "label switch rate (≈ real)"}
 HEADERS = {"timbre_stability": "stability ↑", "switch_rate": "switch rate ↓",
-           "identity_accuracy": "identity ↑", "onset_agreement": "onset agr. ↑",
+           "identity_accuracy": "identity ↑", "object_identity": "object identity ↑",
+           "object_switch_rate": "object switch rate ↓", "onset_agreement": "onset agr. ↑",
            "chroma_agreement": "chroma agr. ↑", "max_leakage": "max leakage ↓"}
 
 
 def score_stem(wav: torch.Tensor, rate: int, model: InstrumentClassifier, embedding: str,
-               known: str | None, frechet: Embedder | None = None
-               ) -> tuple[dict, torch.Tensor] | None:
+               known: str | None, frechet: Embedder | None = None,
+               family: str | None = None) -> tuple[dict, torch.Tensor] | None:
     """(figures, per-second embeddings for the Fréchet distance: `frechet`'s, else the timbre
-    embedding) of one stem or mix; None when it is silent."""
+    embedding) of one stem or mix (`family`: the GM family of its chosen instrument, if
+    known); None when it is silent."""
     seconds = label_seconds(model, wav, rate)
     if not seconds.labels:
         return None
@@ -62,6 +76,8 @@ def score_stem(wav: torch.Tensor, rate: int, model: InstrumentClassifier, embedd
     emb = stem_embeddings(wav, rate, embedding, model)
     return {"timbre_stability": timbre_stability(emb), "switch_rate": switch_rate(seconds),
             "identity_accuracy": identity_accuracy(seconds, known) if known else None,
+            "object_identity": object_identity(seconds, family),
+            "object_switch_rate": object_switch_rate(seconds),
             "switches": changes}, (emb if frechet is None else frechet(wav, rate))
 
 
@@ -71,6 +87,7 @@ def score_piece(folder: Path, model: InstrumentClassifier, embedding: str,
     line) when it has neither. Its "embeddings" (per slot, `[N, D]` of the active seconds;
     the mix's as "mix_embeddings") feed the Fréchet distance, not report.json."""
     stems, rows, embeddings, mix = {}, {}, {}, None
+    chosen = folder_objects(folder)
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p)):
         is_mix = path.stem.lower() == "mix"
         try:
@@ -81,7 +98,8 @@ def score_piece(folder: Path, model: InstrumentClassifier, embedding: str,
         if not is_mix:
             stems[path.stem] = wav
         known = path.stem if path.stem in model.config.classes else None
-        scored = score_stem(wav, rate, model, embedding, known, frechet)
+        scored = score_stem(wav, rate, model, embedding, known, frechet,
+                            None if is_mix else chosen.get(path.stem))
         if scored is None:
             print(f"skipped {path}: silent (no second above -60 dBFS)", file=sys.stderr)
         elif is_mix:
@@ -173,9 +191,12 @@ def _frechet_cell(reference: bool, fd: float | None) -> str:
     return "(reference)" if reference else "–" if fd is None else f"{fd:.1f}"
 
 
-def markdown(summaries: dict[str, dict]) -> str:
-    """The stems table (sets with stems) and the mixes table (sets with mixes)."""
-    keys = (*STEM_KEYS, *PIECE_KEYS)
+def markdown(summaries: dict[str, dict], object_head: bool = True) -> str:
+    """The stems table (sets with stems) and the mixes table (sets with mixes). The object
+    columns are there where some set has object figures; without the classifier's second
+    head (`object_head` False) a line under the table says why they are not."""
+    shown = any(s.get(k) is not None for s in summaries.values() for k in OBJECT_KEYS)
+    keys = tuple(k for k in (*STEM_KEYS, *PIECE_KEYS) if shown or k not in OBJECT_KEYS)
     lines = ["| set | pieces | " + " | ".join(HEADERS[k] for k in keys) + " | fréchet ↓ |",
              "|---|---:|" + "---:|" * (len(keys) + 1)]
     first = next(iter(summaries), None)  # the reference of both tables
@@ -183,6 +204,8 @@ def markdown(summaries: dict[str, dict]) -> str:
     for name, s in stem_sets:
         cells = [_cell(s[k]) for k in keys] + [_frechet_cell(name == first, s.get("frechet"))]
         lines.append(f"| {name} | {s['pieces']} | " + " | ".join(cells) + " |")
+    if not object_head:
+        lines += ["", NO_OBJECT_HEAD]
     mix_sets = [(n, s["mix"]) for n, s in summaries.items() if s["mix"]["pieces"]]
     if mix_sets:
         lines += ["", "Mixes (mix.wav of each piece, scored as one stream):", "",
@@ -336,7 +359,7 @@ def write_report(out: Path, sets: Mapping[str, Path] | None = None, *,
             piece.pop("embeddings")
             piece.pop("mix_embeddings")
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(summaries)
+    table = markdown(summaries, clf.has_objects)
     (out / "report.md").write_text(
         "# stemcodec evaluation\n\nMean over pieces with a 95 % bootstrap interval; Fréchet "
         f"distance over {frechet_embedding} embeddings.\n\n"

@@ -45,7 +45,7 @@ def reference_set(corpus: Path, slots: SlotSpec, pieces: int, duration: float, o
             continue
         # a nested piece is named by its path under the corpus, so two never share a folder
         name = "--".join(piece.folder.relative_to(corpus).parts) or corpus.name
-        written.append(write_piece(out / name, stems, rate))
+        written.append(write_piece(out / name, stems, rate, meta=piece.meta))
     if not written:
         raise UserError(f"{corpus}: no piece has all of {slots} as <slot>.wav; render one with "
                         "`python -m stemcodec.render --recipe folk-band --out CORPUS`")
@@ -53,13 +53,18 @@ def reference_set(corpus: Path, slots: SlotSpec, pieces: int, duration: float, o
 
 
 def write_piece(folder: Path, stems: dict[str, torch.Tensor], rate: int,
-                mixed: torch.Tensor | None = None) -> Path:
-    """<slot>.wav per stem and mix.wav: `mixed` if given (a mix model's own), else their mix."""
+                mixed: torch.Tensor | None = None, meta: dict | None = None) -> Path:
+    """<slot>.wav per stem and mix.wav: `mixed` if given (a mix model's own), else their mix;
+    meta.json with what of `meta` says which instrument each slot chose (a generation's
+    `objects`, a rendered piece's `stem_instruments`: the object figures read it), if any."""
     from stemcodec.audio import mix
     for slot, wav in stems.items():
         save_audio(folder / f"{slot}.wav", wav, rate)
     save_audio(folder / "mix.wav", mixed if mixed is not None else mix(list(stems.values()))[0],
                rate)
+    chosen = {k: meta[k] for k in ("objects", "stem_instruments") if meta and meta.get(k)}
+    if chosen:
+        (folder / "meta.json").write_text(json.dumps(chosen, indent=1) + "\n")
     return folder
 
 
@@ -88,9 +93,9 @@ def model_set(checkpoint: str, slots: SlotSpec, pieces: int, duration: float, se
             if piece.meta["mode"] == "mix":
                 mixed = piece.decoded["mix"]
                 stems = {} if split is None else separate_to_slots(split, mixed, rate, slots)
-                written.append(write_piece(folder, stems, rate, mixed))
+                written.append(write_piece(folder, stems, rate, mixed, piece.meta))
             else:
-                written.append(write_piece(folder, piece.decoded, rate))
+                written.append(write_piece(folder, piece.decoded, rate, meta=piece.meta))
             bar.update(1)
     bar.close()
     return written

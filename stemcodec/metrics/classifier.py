@@ -1,14 +1,21 @@
-"""A small instrument classifier: log-mel of a 1-s segment -> one of the slot names.
+"""A small instrument classifier: log-mel of a 1-s segment -> one of the slot names, and
+(second level) the General MIDI family of the instrument playing.
 
     segment [N, L] at any rate -> 16 kHz -> log-mel [N, 1, 64, 101] (gain-normalised)
       -> 4 x (conv3x3, batch norm, ReLU, max-pool 2)  [N, 96, 4, 6]
       -> mean over time, flatten                      [N, 384]
       -> linear + ReLU: the embedding                  [N, 128]
-      -> linear: logits                                [N, classes]
+      -> linear: logits                                [N, classes]          (the slot family)
+      -> linear: object logits                         [N, object_families]  (the GM family)
 
-Trained by `eval/train_classifier.py` on rendered stems (labels = the stem's slot) and
-shipped in `stemcodec/assets/classifier/` (model.safetensors + config.json). The embedding
-(penultimate layer) also serves the Fréchet distance and, optionally, timbre stability.
+The second head is there when `config.object_families` is not empty (OBJECT_FAMILIES: the
+16 GM families of eight programs and `drums` for the kits); a classifier saved before it
+has none and still loads: it labels families only, and the object figures are n/a.
+
+Trained by `eval/train_classifier.py` on rendered stems (labels = the stem's slot and the GM
+family of the stem's program in meta.json) and shipped in `stemcodec/assets/classifier/`
+(model.safetensors + config.json). The embedding (penultimate layer) also serves the
+Fréchet distance and, optionally, timbre stability.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ from torch import nn
 
 from ..audio import resample
 from ..checkpoint import bundled, load_pretrained, save_pretrained
+from ..corpus.instruments import GM_GROUPS
 from ..errors import UserError
 from .spectra import mel_power
 
 ASSET = "classifier"
 TRAIN_HINT = ("train one with `python eval/train_classifier.py` or pass --classifier DIR "
               "(model.safetensors + config.json)")
+# the second head's classes: the GM families of eight programs (corpus.instruments.gm_group)
+# and the drum kits
+OBJECT_FAMILIES: tuple[str, ...] = (*GM_GROUPS, "drums")
 
 
 @dataclass
@@ -43,6 +54,7 @@ class ClassifierConfig:
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 96])
     embedding: int = 128
     dropout: float = 0.2
+    object_families: list[str] = field(default_factory=list)  # empty: no second head
     info: dict[str, Any] = field(default_factory=dict)  # how it was trained, held-out accuracy
 
     @property
@@ -66,6 +78,13 @@ class InstrumentClassifier(nn.Module):
                                    nn.ReLU())
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.embedding, len(config.classes))
+        if config.object_families:
+            self.object_head = nn.Linear(config.embedding, len(config.object_families))
+
+    @property
+    def has_objects(self) -> bool:
+        """Whether it has the second head (the GM family of each second)."""
+        return bool(self.config.object_families)
 
     def features(self, segments: torch.Tensor, rate: int) -> torch.Tensor:
         """Mono segments `[N, L]` at `rate` -> gain-normalised log-mel `[N, 1, n_mels, frames]`.
@@ -88,19 +107,36 @@ class InstrumentClassifier(nn.Module):
         emb = self.embed(h.mean(dim=-1))  # [N, embedding]
         return self.head(self.drop(emb)), emb
 
+    def object_logits(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embeddings `[N, embedding]` -> GM-family logits `[N, object_families]`."""
+        if not self.has_objects:
+            raise ValueError("this classifier has no GM-family head (config.object_families)")
+        return self.object_head(self.drop(emb))
+
     @torch.inference_mode()
-    def predict(self, segments: torch.Tensor, rate: int,
-                batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mono segments `[N, L]` -> (class probabilities `[N, classes]`, embeddings `[N, D]`)."""
+    def predict_all(self, segments: torch.Tensor, rate: int, batch: int = 64
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Mono segments `[N, L]` -> (class probabilities `[N, classes]`, GM-family
+        probabilities `[N, object_families]` or None without the head, embeddings `[N, D]`)."""
         self.eval()
-        probs, embs = [torch.zeros(0, len(self.config.classes))], [torch.zeros(0, self.config.embedding)]
+        probs = [torch.zeros(0, len(self.config.classes))]
+        objects = [torch.zeros(0, len(self.config.object_families))]
+        embs = [torch.zeros(0, self.config.embedding)]
         device = next(self.parameters()).device
         for first in range(0, segments.shape[0], batch):
             feats = self.features(segments[first: first + batch], rate).to(device)
             logits, emb = self(feats)
             probs.append(logits.softmax(dim=-1).cpu())
+            if self.has_objects:
+                objects.append(self.object_logits(emb).softmax(dim=-1).cpu())
             embs.append(emb.cpu())
-        return torch.cat(probs), torch.cat(embs)
+        return torch.cat(probs), torch.cat(objects) if self.has_objects else None, torch.cat(embs)
+
+    def predict(self, segments: torch.Tensor, rate: int,
+                batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mono segments `[N, L]` -> (class probabilities `[N, classes]`, embeddings `[N, D]`)."""
+        probs, _, embs = self.predict_all(segments, rate, batch)
+        return probs, embs
 
     def save(self, directory: str | os.PathLike) -> None:
         save_pretrained(directory, self.state_dict(), {"type": "instrument-classifier",
