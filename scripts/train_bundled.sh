@@ -79,8 +79,16 @@ classifier() {  # the instrument classifier of the identity metric (eval/train_c
   $PY -m stemcodec.render --recipe chorales --limit 80 --variants 2 --pcm16 --out $d/chorales
   $PY eval/train_classifier.py --write-lines $d/lines-midi
   $PY -m stemcodec.render $d/lines-midi --pcm16 --out $d/lines
+  # other SoundFonts (docs/objects.md): TimGM6mb trains, MuseScore General is held out
+  local tim=/usr/share/sounds/sf2/TimGM6mb.sf2 muse=/usr/share/sounds/sf3/MuseScore_General_Lite.sf3
+  $PY -m stemcodec.render --recipe folk-band --limit 80 --variants 1 --pcm16 --soundfont $tim --out $d/timgm/folk-band
+  $PY -m stemcodec.render --recipe solo-piano --limit 40 --variants 1 --pcm16 --soundfont $tim --out $d/timgm/solo-piano
+  $PY -m stemcodec.render --recipe folk-band --skip 240 --limit 24 --variants 1 --pcm16 --soundfont $muse --out $d/musescore/folk-band
+  $PY -m stemcodec.render --recipe solo-piano --skip 200 --limit 8 --variants 1 --pcm16 --soundfont $muse --out $d/musescore/solo-piano
   OMP_NUM_THREADS="$THREADS" $PY eval/train_classifier.py data/corpus/folk-band \
-    data/corpus/solo-piano $d/chorales $d/lines --threads "$THREADS" --out $ASSETS/classifier
+    data/corpus/solo-piano $d/chorales $d/lines $d/timgm/folk-band $d/timgm/solo-piano \
+    --valid $d/musescore/folk-band --valid $d/musescore/solo-piano \
+    --threads "$THREADS" --out $ASSETS/classifier
 }
 
 wait_all() {  # wait for the background jobs; the first to fail stops the others
