@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the most the model sees at once (default: its training window); "
                         "longer durations slide")
     p.add_argument("--context", type=float, default=None, metavar="SECONDS",
-                   help="what a sliding window keeps (default 4/5 of the window)")
+                   help="what a sliding window keeps (default 3/4 of the window, at least 8 s where 2 s are left to slide)")
     p.add_argument("--separator", default="htdemucs_6s", help="for --given-mix")
     p.add_argument("--demucs-repo", default=None, help="folder of the Demucs weights")
     p.add_argument("--codec-repo", default=None, help="folder of the codec weights")

@@ -176,14 +176,18 @@ def test_sliding_window_gives_the_length_asked_and_cache_equals_recompute():
     assert not torch.equal(cached, generate_codes(model, inst, 50, greedy, window=16, context=4))
 
 
-def test_a_sliding_window_keeps_four_fifths_of_itself_by_default():
-    """A 10 s training window slides keeping 8 s of the piece (issue 16: at least 8 s)."""
+def test_a_sliding_window_keeps_at_least_8_s_when_it_can():
+    """A 10 s training window slides keeping 8 s of the piece (issue 16: at least 8 s); a 4 s
+    one keeps 3/4 of itself as before; what is kept is what the sampler gets."""
+    from stemcodec.generation.generator import default_context
+    assert default_context(750, 75.0) == 600 and default_context(300, 75.0) == 225
+    assert default_context(1500, 75.0) == 1125  # 20 s: 3/4 is more than 8 s
     model = tiny_model(max_frames=32)
     inst = torch.tensor([[0, 3]])
     greedy = SamplingConfig(temperature=0)
     default = generate_codes(model, inst, 60, greedy, window=20)
-    assert torch.equal(default, generate_codes(model, inst, 60, greedy, window=20, context=16))
-    assert not torch.equal(default, generate_codes(model, inst, 60, greedy, window=20, context=15))
+    assert torch.equal(default, generate_codes(model, inst, 60, greedy, window=20, context=15))
+    assert not torch.equal(default, generate_codes(model, inst, 60, greedy, window=20, context=16))
 
 
 def test_prompt_frames_are_kept_and_the_slot_goes_on():

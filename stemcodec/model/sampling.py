@@ -320,8 +320,7 @@ def sample_frames(model: MultiStreamTransformer, instrument: torch.Tensor, frame
     device = next(model.parameters()).device
     length = frames + Q  # the delayed sequence, start column included
     span = length if window is None else min(length, window + Q)  # positions in one window
-    # 4/5 of the window: a 10 s training window keeps 8 s of the piece when it slides
-    context = 4 * (span - Q) // 5 if context is None else min(context, span - Q - 1)
+    context = 3 * (span - Q) // 4 if context is None else min(context, span - Q - 1)
     if span < length and context < 1:
         raise ValueError(f"a window of {window} frames leaves no context to slide with")
     keep = context + Q  # positions kept when the window slides
