@@ -453,10 +453,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # in the order the songs were found, whoever prepared them
         write_manifest(args.out, codec.info(), slots,
                        [merged[song.id] for song in songs if song.id in merged])
+        # every rank's line printed here, by the one process: lines that each rank wrote to
+        # the launcher's shared stdout were sometimes lost
+        for rank, (_, their_stats, their_time) in enumerate(everyone[1:], start=1):
+            print(f"rank {rank}/{ranks.world}: " + _summary(their_stats, their_time, args.out,
+                                                             codec.codec_id))
         print(_summary(total, took, args.out, codec.codec_id), flush=True)
-    else:
-        print(f"rank {ranks.rank}/{ranks.world}: " + _summary(stats, took, args.out,
-                                                                 codec.codec_id), flush=True)
     ranks.close()
     return 0
 
