@@ -29,15 +29,7 @@ def stems_picture(stems: dict[str, torch.Tensor], rate: int, path: Path,
                   extent=[0, wav.shape[-1] / rate, 0, rate / 2000], vmin=float(db.max()) - 80)
         ax.set_ylabel(f"{(labels or {}).get(name, name)}\nkHz")
     axes[-1, 0].set_xlabel("seconds")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path, title)
 
 
 def tone_spectra_picture(tones: dict[str, dict[str, torch.Tensor]], rate: int, path: Path,
@@ -84,6 +76,13 @@ def tone_spectra_picture(tones: dict[str, dict[str, torch.Tensor]], rate: int, p
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0, 0].legend(fontsize=6, loc="lower left")
     axes[0, 0].set_ylabel("dB (peak 0)", fontsize=7)
+    return _save(fig, path, title)
+
+
+def _save(fig, path: Path, title: str | None) -> Path:
+    """Title, lay out and write `fig` as PNG under a temporary name, then rename: a reader
+    never sees half a picture."""
+    import matplotlib.pyplot as plt
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
