@@ -36,8 +36,8 @@ held-out() {  # pieces after the training corpora: the codec's quality is measur
 
 codec() {  # the second design from nothing (configs/codec-mini.yaml, docs/codec.md): a spectral
   # encoder, an iSTFT decoder with an accumulated phase and a noise gate; mel, linear and
-  # log-frequency STFT losses, the phase advance training the frequencies. 40000 steps: about
-  # 11 h on one CPU thread; the same command resumes
+  # log-frequency STFT losses, the phase advance training the frequencies. 4000 steps: about
+  # 75 min on one CPU thread (steps=40000 resumes it for longer); the same command resumes
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" out=runs/codec-mini
   install_codec
 }
