@@ -107,11 +107,15 @@ install_model() {  # RUN NAME [half]: the weights and config only, never the tra
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
-install_codec() { install_model runs/codec-mini codec-mini half; }
+install_codec() {  # float16; the codec it replaces stays as codec-mini-<hash> while a bundled
+  # generator is trained on its tokens (stemcodec/codec/bundle.py), and goes once none is
+  $PY -c "import sys; from stemcodec.codec import bundle; print('installed', sys.argv[1], 'as codec-mini:', bundle.install(sys.argv[1]).codec_id)" runs/codec-mini
+}
 
 install_generators() {
   install_model runs/mini generator-mini half
   install_model runs/solo-piano generator-solo-piano half
+  $PY -c "from stemcodec.codec import bundle; print('removed', bundle.prune() or 'no earlier codec')"
 }
 
 stages=("$@")

@@ -14,7 +14,8 @@ trained further (train_codec.py freeze=[encoder,quantizer]) keeps the caches and
 
 Rooms: wrapper.py (Codec: chunked encode/decode), official.py (EnCodec weights, checksums),
 mini.py (our codecs: config, builder, init, training form), istft.py (the iSTFT decoder),
-codebooks.py (k-means, dead codes, DDP sync), losses.py (what they train with).
+codebooks.py (k-means, dead codes, DDP sync), losses.py (what they train with), bundle.py
+(the bundled mini codec across a change of tokens: earlier ones kept for bundled generators).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
+from . import bundle
 from .mini import (
     CONFIG_KEYS,
     DEBUG_CONFIG,
@@ -48,7 +50,7 @@ __all__ = ["CONFIG_KEYS", "DEBUG_CONFIG", "DECODER_DEFAULTS", "MINI_CONFIG", "NA
 
 def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
                repository: str | os.PathLike | None = None,
-               device: torch.device | str = "cpu") -> Codec:
+               device: torch.device | str = "cpu", codec_id: str | None = None) -> Codec:
     """Load a codec by name (see the module docstring) and move it to `device`.
 
     Args:
@@ -56,8 +58,18 @@ def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
         bandwidth: kbps; None takes 6 for the official models, the highest otherwise.
         repository: folder with the official weights (default: the torch hub cache).
         device: where the model runs; codes come back on that device.
+        codec_id: the id the caller's tokens were made with. For `mini`, when the newest
+            bundled codec is not it, an earlier bundled one that is (`assets/codec-mini-<hash>`,
+            kept while bundled generators are trained on its tokens) is loaded instead.
     Raises CodecError (one line) for unknown names, bad bandwidths, missing or corrupt weights.
     """
+    codec = _load(name, bandwidth, repository)
+    if name == "mini" and codec_id and not codec.makes(codec_id):
+        codec = next((c for c in bundle.earlier(bandwidth) if c.makes(codec_id)), codec)
+    return codec.to(device)
+
+
+def _load(name: str, bandwidth: float | None, repository: str | os.PathLike | None) -> Codec:
     if name in OFFICIAL:
         codec = load_official(name, bandwidth, repository)
     elif name == "debug":
@@ -84,4 +96,4 @@ def load_codec(name: str = "encodec_24khz", bandwidth: float | None = None,
     else:
         raise CodecError(f"unknown codec '{name}'; valid: {', '.join(NAMES)}, "
                          "or a codec checkpoint folder (model.safetensors + config.json)")
-    return codec.to(device)
+    return codec

@@ -117,7 +117,8 @@ def load_codec_for(model: MultiStreamTransformer, codec_repo: PathLike | None,
     if not info.get("name"):
         raise UserError("the checkpoint does not say which codec made its tokens")
     name = info.get("source") or info["name"]  # a codec checkpoint folder is found by its path
-    codec = load_codec(name, info.get("bandwidth"), repository=codec_repo, device=device)
+    codec = load_codec(name, info.get("bandwidth"), repository=codec_repo, device=device,
+                       codec_id=info.get("id"))
     if info.get("id") and not codec.makes(info["id"]):
         raise UserError(f"the checkpoint was trained on codec {info['id']}, but {info['name']} "
                         f"here is {codec.codec_id}; use the same codec weights (--codec-repo)")
