@@ -6,6 +6,7 @@
 #   bash scripts/train_bundled.sh            # everything (CPU: hours; one GPU: minutes)
 #   bash scripts/train_bundled.sh codec      # one stage: corpora held-out codec caches
 #                                            #   generators baselines classifier report install
+#                                            #   (and decoder: not in the default list)
 # Every stage resumes where it stopped (render and prepare skip finished pieces, the trainers
 # resume from their last checkpoint): after an interruption run the same command again.
 # THREADS (default 1) is torch's thread count per trainer: on a 2-core machine one thread
@@ -40,6 +41,13 @@ codec() {  # the second design from nothing (configs/codec-mini.yaml, docs/codec
   # 75 min on one CPU thread (steps=40000 resumes it for longer); the same command resumes
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" out=runs/codec-mini
   install_codec
+}
+
+decoder() {  # the bundled codec's decoder trained further, its encoder and codebooks frozen: the
+  # tokens and the codec id stay, so caches and generators stay valid (docs/codec.md); resumes
+  train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" \
+    init_from=$ASSETS/codec-mini "freeze=[encoder,quantizer]" out=runs/codec-mini-decoder
+  install_codec runs/codec-mini-decoder
 }
 
 caches() {
@@ -107,9 +115,9 @@ install_model() {  # RUN NAME [half]: the weights and config only, never the tra
   echo "installed $1 as $ASSETS/$2 ($(du -h "$ASSETS/$2/model.safetensors" | cut -f1))"
 }
 
-install_codec() {  # float16; the codec it replaces stays as codec-mini-<hash> while a bundled
-  # generator is trained on its tokens (stemcodec/codec/bundle.py), and goes once none is
-  $PY -c "import sys; from stemcodec.codec import bundle; print('installed', sys.argv[1], 'as codec-mini:', bundle.install(sys.argv[1]).codec_id)" runs/codec-mini
+install_codec() {  # [RUN]: float16; the codec it replaces stays as codec-mini-<hash> while a
+  # bundled generator is trained on its tokens (stemcodec/codec/bundle.py), and goes once none is
+  $PY -c "import sys; from stemcodec.codec import bundle; print('installed', sys.argv[1], 'as codec-mini:', bundle.install(sys.argv[1]).codec_id)" "${1:-runs/codec-mini}"
 }
 
 install_generators() {
@@ -122,9 +130,9 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(corpora held-out codec caches generators baselines classifier report)
 for stage in "${stages[@]}"; do
   case "$stage" in
-    corpora|held-out|codec|caches|generators|baselines|classifier|report) echo "== $stage"; "$stage" ;;
+    corpora|held-out|codec|decoder|caches|generators|baselines|classifier|report) echo "== $stage"; "$stage" ;;
     install) install_codec; install_generators ;;
-    *) echo "unknown stage '$stage'; stages: corpora held-out codec caches generators baselines classifier report install" >&2
+    *) echo "unknown stage '$stage'; stages: corpora held-out codec decoder caches generators baselines classifier report install" >&2
        exit 2 ;;
   esac
 done

@@ -62,3 +62,19 @@ def test_installing_over_a_codec_no_generator_uses_keeps_no_copy(tmp_path, asset
     new = bundle.install(run_folder(tmp_path / "b", 1), assets=assets)
     assert sorted(p.name for p in assets.iterdir()) == ["codec-mini"]
     assert load_codec("mini").codec_id == new.codec_id
+
+
+def test_a_decoder_trained_further_replaces_the_codec_under_the_same_id(tmp_path, assets):
+    """The `decoder` stage: init_from the bundled codec, encoder and codebooks frozen, installed
+    again in float16: the id stays, so bundled generators need no earlier copy."""
+    first = bundle.install(run_folder(tmp_path / "first", 0), assets=assets)
+    bundled_generator(assets, first.codec_id)
+    state, cfg = stemcodec.checkpoint.load_pretrained(assets / "codec-mini")
+    state = {k: v.float() + (0.01 if k.startswith("decoder.") and v.is_floating_point() else 0)
+             for k, v in state.items()}
+    stemcodec.checkpoint.save_pretrained(tmp_path / "tuned", state, cfg)
+    tuned = bundle.install(tmp_path / "tuned", assets=assets)
+    assert tuned.codec_id == first.codec_id
+    assert sorted(p.name for p in assets.iterdir()) == ["codec-mini", "generator-mini"]
+    probe = torch.randint(0, tuned.cardinality, (1, tuned.num_codebooks, 8))
+    assert not torch.allclose(tuned.decode(probe), first.decode(probe))  # the new decoder
