@@ -6,6 +6,7 @@ Distances, and what a listener notices (the notes, their pitch, a buzz, the inst
     python eval/codec_quality.py data/corpus/folk-band --codec encodec_24khz --bandwidth 6 \
         --opus-bitrate 6 --json q.json
     python eval/codec_quality.py --tones-only --codec runs/codec-mini   # the tone test alone
+    python eval/codec_quality.py data/held-out/folk-band --codec mini --spectrograms stems.png
 
 Every stem `CORPUS/<piece>/<slot>.wav` (mix.wav passed over) of the first `--limit` pieces is
 encoded and decoded by the codec and, separately, by Opus (`ffmpeg -c:a libopus -b:a <N>k`),
@@ -34,10 +35,10 @@ from pathlib import Path
 
 from stemcodec.codec import load_codec
 from stemcodec.errors import UserError, cli
-from stemcodec.evaluation.codec_quality import coders, score_corpora, tone_figures
+from stemcodec.evaluation.codec_quality import coders, piece_lanes, score_corpora, tone_figures
 from stemcodec.metrics.classifier import load_classifier
 from stemcodec.metrics.pitch import tone_signal
-from stemcodec.plots import tone_spectra_picture
+from stemcodec.plots import note_lanes_picture, tone_spectra_picture
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tones-only", action="store_true", help="only the test tones")
     p.add_argument("--plot", type=Path, default=None,
                    help="PNG of each test tone's spectrum through the codec and Opus")
+    p.add_argument("--spectrograms", type=Path, default=None, metavar="PNG",
+                   help="PNG of one piece's stems on a note axis (constant-Q): each stem as it "
+                        "is, through the codec and through Opus")
+    p.add_argument("--spectrogram-piece", type=int, default=0, metavar="I",
+                   help="which piece --spectrograms draws (0: the first)")
+    p.add_argument("--spectrogram-seconds", type=float, default=8.0, metavar="S",
+                   help="how much of it (default 8 s)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     return p
@@ -116,6 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json, {"tones": tones, "info": info})
         print_tones(tones, labels)
         return 0
+    if args.spectrograms is not None:
+        lanes = piece_lanes({labels[k]: fn for k, fn in coding.items()}, args.corpora,
+                            codec.sample_rate, codec.channels, args.spectrogram_seconds,
+                            args.spectrogram_piece)
+        note_lanes_picture(lanes, codec.sample_rate, args.spectrograms,
+                           title=f"stems through {labels['codec']} and {labels['opus']}")
+        print(f"spectrograms in {args.spectrograms}")
     classifier = None if args.no_identity else load_classifier(args.classifier)
     result = score_corpora(codec, coding, args.corpora, args.limit, args.max_seconds,
                            args.buzz_rates, classifier)

@@ -1,5 +1,5 @@
-"""Pictures people would rather look at than read: stems as spectrogram lanes, and test tones
-as their spectra through each codec."""
+"""Pictures people would rather look at than read: stems as spectrogram lanes, test tones as
+their spectra through each codec, and stems through each codec on a note axis."""
 
 from __future__ import annotations
 
@@ -76,6 +76,34 @@ def tone_spectra_picture(tones: dict[str, dict[str, torch.Tensor]], rate: int, p
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0, 0].legend(fontsize=6, loc="lower left")
     axes[0, 0].set_ylabel("dB (peak 0)", fontsize=7)
+    return _save(fig, path, title)
+
+
+def note_lanes_picture(lanes: dict[str, torch.Tensor], rate: int, path: Path,
+                       title: str | None = None) -> Path:
+    """One constant-Q lane per entry `[C, S]` (36 bins per octave from C1 over 7 octaves, the
+    axis in notes): a melody, a bass line, a note out of tune or missing, read as on a piano
+    roll, where a linear spectrogram squeezes the bass into its lowest pixels. Lanes keep the
+    order given ("bass original", "bass codec", ...); each lane's colours run 70 dB down from
+    its own peak. Written atomically."""
+    import librosa
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fmin, per_octave, octaves, hop = 32.70, 36, 7, 256
+    fig, axes = plt.subplots(len(lanes), 1, figsize=(10, 1.3 * len(lanes) + 0.5), sharex=True,
+                             squeeze=False)
+    notes = [f"C{o}" for o in range(1, octaves + 2)]
+    for ax, (name, wav) in zip(axes[:, 0], lanes.items()):
+        mono = wav.double().mean(0).numpy()
+        spec = np.abs(librosa.cqt(mono, sr=rate, hop_length=hop, fmin=fmin,
+                                  n_bins=per_octave * octaves, bins_per_octave=per_octave))
+        db = 20 * np.log10(np.maximum(spec, 1e-6))
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=float(db.max()) - 70,
+                  vmax=float(db.max()), extent=[0, mono.size / rate, 0, octaves])
+        ax.set_yticks(range(octaves + 1), notes, fontsize=6)
+        ax.set_ylabel(name, fontsize=7)
+    axes[-1, 0].set_xlabel("seconds")
     return _save(fig, path, title)
 
 

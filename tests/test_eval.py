@@ -143,9 +143,11 @@ def test_codec_quality_averages_codec_and_opus_and_skips_bad_stems(tmp_path, wri
     (corpus / "p2" / "guitar.wav").write_bytes(b"")  # unreadable
     out = tmp_path / "q.json"
     result = run_eval("codec_quality", corpus, "--codec", "debug", "--limit", "2",
-                      "--json", out, "--plot", tmp_path / "tones.png")
+                      "--json", out, "--plot", tmp_path / "tones.png",
+                      "--spectrograms", tmp_path / "stems.png", "--spectrogram-piece", "2")
     assert ok(result)
     assert (tmp_path / "tones.png").stat().st_size > 5000 and "tone spectra in" in result.stdout
+    assert (tmp_path / "stems.png").stat().st_size > 5000 and "spectrograms in" in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
     assert len(lines) == 2 and "silent" in lines[0] + lines[1]
     data = json.loads(out.read_text())

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from stemcodec.errors import UserError
 from stemcodec.metrics.pitch import (
     buzz_prominence,
     chroma_correlation,
@@ -102,3 +103,27 @@ def test_tone_outputs_are_kept_and_drawn(tmp_path):
                                 tmp_path / "tones.png", {"octave up": result["peaks"]})
     assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*tmp*"))  # written under a temporary name, then renamed
+
+
+def test_a_piece_is_drawn_stem_by_stem_through_each_coder(tmp_path):
+    """--spectrograms: each audible stem of the piece as it is and through every coder, in
+    that order, cut to the seconds asked; a silent stem has no lane."""
+    import soundfile as sf
+
+    from stemcodec.evaluation.codec_quality import piece_lanes
+    from stemcodec.plots import note_lanes_picture
+    piece = tmp_path / "corpus" / "p0"
+    piece.mkdir(parents=True)
+    sf.write(piece / "piano.wav", tone_signal("sine", 440.0, seconds=3.0)[0].numpy(), RATE)
+    sf.write(piece / "bass.wav", torch.zeros(3 * RATE).numpy(), RATE)
+    up = lambda w: tone_signal("sine", 880.0, seconds=w.shape[-1] / RATE)  # noqa: E731
+    lanes = piece_lanes({"octave up": up, "same": lambda w: w}, [tmp_path / "corpus"], RATE, 1,
+                        seconds=2.0)
+    assert list(lanes) == ["piano original", "piano octave up", "piano same"]
+    assert all(w.shape == (1, 2 * RATE) for w in lanes.values())
+    assert tone_peak(lanes["piano octave up"], RATE) == pytest.approx(880.0, rel=0.01)
+    assert torch.equal(lanes["piano same"], lanes["piano original"])
+    path = note_lanes_picture(lanes, RATE, tmp_path / "stems.png", title="t")
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UserError, match="hold 1"):
+        piece_lanes({"same": lambda w: w}, [tmp_path / "corpus"], RATE, 1, 2.0, piece=3)

@@ -74,6 +74,31 @@ def coders(codec: Codec, opus_bitrate: float) -> dict[str, Coder]:
             "opus": lambda w: opus_roundtrip(w.expand(codec.channels, -1), rate, opus_bitrate)}
 
 
+def piece_lanes(coding: dict[str, Coder], corpora: Sequence[Path], rate: int, channels: int,
+                seconds: float, piece: int = 0) -> dict[str, torch.Tensor]:
+    """The stems of one piece (the `piece`-th, as `find_stems` orders them), first `seconds`,
+    each as it is and through every coder: `{"bass original": ..., "bass codec": ...}`, the
+    lanes of `plots.note_lanes_picture`. Silent or unreadable stems are left out."""
+    pieces = find_pieces(corpora)
+    if piece >= len(pieces):
+        raise UserError(f"piece {piece} asked for, but the corpora hold {len(pieces)}")
+    lanes = {}
+    for instrument, path in sorted(pieces[piece].stems.items()):
+        try:
+            wav, _ = load_audio(path, rate, channels)
+        except AudioError:
+            continue
+        wav = wav[:, : int(seconds * rate)]
+        if is_silent(wav):
+            continue
+        lanes[f"{instrument} original"] = wav
+        for name, fn in coding.items():
+            lanes[f"{instrument} {name}"] = fn(wav)
+    if not lanes:
+        raise UserError(f"{pieces[piece].path}: no stem to draw (all silent or unreadable)")
+    return lanes
+
+
 def tone_figures(coding: dict[str, Coder], rate: int,
                  outputs: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, dict]:
     """The tone test (stemcodec.metrics.pitch.tone_test) through each round trip; `outputs`,
