@@ -104,19 +104,26 @@ def note_lanes_picture(lanes: dict[str, torch.Tensor], rate: int, path: Path,
         ax.set_yticks(range(octaves + 1), notes, fontsize=6)
         ax.set_ylabel(name, fontsize=7)
     axes[-1, 0].set_xlabel("seconds")
-    return _save(fig, path, title)
+    return _save(fig, path, title, palette=True)
 
 
-def _save(fig, path: Path, title: str | None) -> Path:
+def _save(fig, path: Path, title: str | None, palette: bool = False) -> Path:
     """Title, lay out and write `fig` as PNG under a temporary name, then rename: a reader
-    never sees half a picture."""
+    never sees half a picture. `palette`: 256 colours (a lane of spectrogram noise is a third
+    of the bytes, and looks the same)."""
     import matplotlib.pyplot as plt
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # leave the title its own strip, above the first panel
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()) if title else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
+    if palette:
+        from PIL import Image
+        with Image.open(tmp) as image:
+            quantized = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        quantized.save(tmp, optimize=True)
     tmp.replace(path)
     return path
