@@ -336,6 +336,14 @@ def test_init_gate_starts_the_noise_gate_open_and_needs_one(corpus, tmp_path):
     state, _ = load_pretrained(out)
     bias = state["decoder.gate.bias"]
     assert bias.shape == (641,) and torch.allclose(bias, torch.full_like(bias, 2.197), atol=0.05)
+    # from a trained codec (the decoder stage): the gate reopens at g, the tokens stay
+    tuned = tmp_path / "tuned"
+    assert ok(train(corpus, tuned, "steps=1", "eval_every=100", "save_every=1",
+                    "model.decoder_noise=true", f"init_from={out}", "init_gate=0.5",
+                    "freeze=[encoder,quantizer]"))
+    again, _ = load_pretrained(tuned)
+    assert torch.allclose(again["decoder.gate.bias"], torch.zeros(641), atol=0.05)
+    assert all(torch.equal(again[k], state[k]) for k in state if k.startswith("encoder."))
     assert "init_gate needs model.decoder=istft with model.decoder_noise=true" in \
         one_line_error(train(corpus, tmp_path / "none", "steps=1", "init_gate=0.9"))
     assert "lies strictly between 0 and 1" in one_line_error(

@@ -180,10 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     resume = run.latest_checkpoint(out)
     if cfg.init == "preserving":
         preserving_init(codec)
-    if cfg.init_gate is not None:
-        open_gate(codec, cfg.init_gate)
     if cfg.init_from and resume is None:  # a resumed run has its own weights
         load_init(codec, cfg)
+    if cfg.init_gate is not None:  # after init_from: a decoder trained further can reopen it
+        open_gate(codec, cfg.init_gate)
     module = CodecModule(codec, cfg.freeze)
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, betas=cfg.optim.betas,
