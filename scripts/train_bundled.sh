@@ -6,7 +6,7 @@
 #   bash scripts/train_bundled.sh            # everything (CPU: hours; one GPU: minutes)
 #   bash scripts/train_bundled.sh codec      # one stage: corpora held-out codec caches
 #                                            #   generators baselines classifier report install
-#                                            #   (and decoder: not in the default list)
+#                                            #   (decoder: the codec stage's second half)
 # Every stage resumes where it stopped (render and prepare skip finished pieces, the trainers
 # resume from their last checkpoint): after an interruption run the same command again.
 # THREADS (default 1) is torch's thread count per trainer: on a 2-core machine one thread
@@ -38,15 +38,19 @@ held-out() {  # pieces after the training corpora: the codec's quality is measur
 codec() {  # the second design from nothing (configs/codec-mini.yaml, docs/codec.md): a spectral
   # encoder, an iSTFT decoder with an accumulated phase and a noise gate; mel, linear and
   # log-frequency STFT losses, the phase advance training the frequencies. 4000 steps: about
-  # 75 min on one CPU thread (steps=40000 resumes it for longer); the same command resumes
+  # 70 min on one CPU thread; then its decoder alone for 2000 more (the `decoder` stage, 35
+  # min). The same command resumes
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" out=runs/codec-mini
   install_codec
+  decoder
 }
 
 decoder() {  # the bundled codec's decoder trained further, its encoder and codebooks frozen: the
-  # tokens and the codec id stay, so caches and generators stay valid (docs/codec.md); resumes
+  # tokens and the codec id stay, so caches and generators stay valid (docs/codec.md); resumes.
+  # A later session trains it on from the installed codec with another out= (docs/codec.md)
   train train/train_codec.py --config configs/codec-mini.yaml threads="$THREADS" \
-    init_from=$ASSETS/codec-mini "freeze=[encoder,quantizer]" out=runs/codec-mini-decoder
+    init_from=$ASSETS/codec-mini "freeze=[encoder,quantizer]" steps=2000 optim.lr=2e-4 \
+    optim.warmup_steps=100 out=runs/codec-mini-decoder
   install_codec runs/codec-mini-decoder
 }
 
