@@ -24,12 +24,19 @@ from .wrapper import Codec
 NEWEST = "codec-mini"
 
 
+def _earlier_folders(assets: Path) -> list[Path]:
+    return sorted(p for p in assets.glob(f"{NEWEST}-*") if (p / checkpoint.WEIGHTS).is_file())
+
+
+def _load(path: Path, bandwidth: float | None = None) -> Codec:
+    state, cfg = checkpoint.load_pretrained(path)
+    return codec_from_config(cfg, state, "mini", bandwidth)
+
+
 def earlier(bandwidth: float | None = None) -> Iterator[Codec]:
     """The earlier mini codecs still bundled, loaded one at a time as they are tried."""
-    for path in sorted(checkpoint.ASSETS.glob(f"{NEWEST}-*")):
-        if checkpoint.bundled(path.name) is not None:
-            state, cfg = checkpoint.load_pretrained(path)
-            yield codec_from_config(cfg, state, "mini", bandwidth)
+    for path in _earlier_folders(checkpoint.ASSETS):
+        yield _load(path, bandwidth)
 
 
 def generator_codec_ids(assets: Path | None = None) -> set[str]:
@@ -42,11 +49,6 @@ def generator_codec_ids(assets: Path | None = None) -> set[str]:
     return ids
 
 
-def _load(path: Path) -> Codec:
-    state, cfg = checkpoint.load_pretrained(path)
-    return codec_from_config(cfg, state, "mini", None)
-
-
 def _used(codec: Codec, ids: set[str]) -> bool:
     return any(codec.makes(i) for i in ids)
 
@@ -55,8 +57,8 @@ def prune(assets: Path | None = None) -> list[str]:
     """Remove earlier mini codecs no bundled generator uses; returns the folders removed."""
     assets = assets or checkpoint.ASSETS
     ids, removed = generator_codec_ids(assets), []
-    for path in sorted(assets.glob(f"{NEWEST}-*")):
-        if (path / checkpoint.WEIGHTS).is_file() and not _used(_load(path), ids):
+    for path in _earlier_folders(assets):
+        if not _used(_load(path), ids):
             shutil.rmtree(path)
             removed.append(path.name)
     return removed

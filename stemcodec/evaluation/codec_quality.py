@@ -76,7 +76,7 @@ def coders(codec: Codec, opus_bitrate: float) -> dict[str, Coder]:
 
 def piece_lanes(coding: dict[str, Coder], corpora: Sequence[Path], rate: int, channels: int,
                 seconds: float, piece: int = 0) -> dict[str, torch.Tensor]:
-    """The stems of one piece (the `piece`-th, as `find_stems` orders them), first `seconds`,
+    """The stems of one piece (the `piece`-th of `find_pieces`), first `seconds`,
     each as it is and through every coder: `{"bass original": ..., "bass codec": ...}`, the
     lanes of `plots.note_lanes_picture`. Silent or unreadable stems are left out."""
     pieces = find_pieces(corpora)
